@@ -1,0 +1,58 @@
+// A configured peer: its identity and handshake, keypairs, cookie state, timers, staged packets, endpoint
+// and transfer counters (the kernel's struct wg_peer). Pure state; the device drives it.
+
+import type { Clock, RandomSource } from './clock.js';
+import type { CipherSuite } from './crypto/suite.js';
+import { CookieGenerator } from './handshake/cookie.js';
+import { Handshake, type LocalStatic } from './handshake/noise.js';
+import { Keypairs } from './dataplane/keypair.js';
+import { PeerTimers } from './dataplane/timers.js';
+import { StagedQueue } from './queues/staged.js';
+import { peerName } from './keys.js';
+
+export interface Endpoint {
+  /** 4 (IPv4) or 16 (IPv6) address bytes. */
+  addr: Uint8Array;
+  port: number;
+}
+
+export class Peer {
+  readonly name: string;
+  readonly handshake: Handshake;
+  readonly keypairs = new Keypairs();
+  readonly cookies: CookieGenerator;
+  readonly timers: PeerTimers;
+  readonly staged = new StagedQueue<Uint8Array>();
+  endpoint: Endpoint | null = null;
+  /** WireGuard UDP payload bytes, as `wg show` reports them (u64). */
+  rxBytes = 0n;
+  txBytes = 0n;
+
+  constructor(
+    readonly publicKey: Uint8Array,
+    suite: CipherSuite,
+    clock: Clock,
+    random: RandomSource,
+    local: LocalStatic | null,
+    timerScale: number,
+  ) {
+    this.name = peerName(publicKey);
+    this.handshake = new Handshake(publicKey);
+    this.handshake.precompute(suite, local);
+    this.cookies = new CookieGenerator(suite, clock, publicKey);
+    this.timers = new PeerTimers(clock, random, { timerScale });
+  }
+
+  get presharedKey(): Uint8Array {
+    return this.handshake.presharedKey;
+  }
+
+  set presharedKey(k: Uint8Array) {
+    this.handshake.presharedKey.fill(0);
+    this.handshake.presharedKey = Uint8Array.from(k);
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}
