@@ -29,7 +29,7 @@ export class Network {
   constructor(readonly suite: CipherSuite = defaultSuite()) {}
 
   /** A device at 198.51.100.<n>:<51820+n> with a deterministic random source. */
-  add(privateKey: Uint8Array, opts: { timerScale?: number; mtu?: number } = {}): Node {
+  add(privateKey: Uint8Array, opts: { timerScale?: number; mtu?: number; suite?: CipherSuite } = {}): Node {
     const n = this.nodes.length + 1;
     const endpoint = { addr: Uint8Array.of(198, 51, 100, n), port: 51820 + n };
     const node: Node = { device: undefined as unknown as Device, endpoint, delivered: [], sent: [] };
@@ -44,8 +44,8 @@ export class Network {
       },
       clock: this.clock,
       random: seededRandom(this.seed++ * 7919),
-      suite: this.suite,
       ...opts,
+      suite: opts.suite ?? this.suite,
     });
     node.device.setPrivateKey(privateKey);
     this.nodes.push(node);

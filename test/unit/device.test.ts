@@ -7,6 +7,9 @@ import { Network, pair, key } from '../helpers/net.js';
 import { ipv4 } from '../helpers/packets.js';
 import { readU32 } from '../../src/handshake/messages.js';
 import { REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES } from '../../src/constants.js';
+import { loadSodium } from '../../src/crypto/index.js';
+import { makeNobleSuite } from '../../src/crypto/noble.js';
+import { makeSodiumSuite } from '../../src/crypto/sodium.js';
 
 const typeOf = (d: { data: Uint8Array }) => readU32(d.data, 0);
 
@@ -241,4 +244,25 @@ test('keys are erased 3 x REJECT_AFTER_TIME after the last handshake', () => {
   assert.equal(pa.keypairs.current, null);
   assert.equal(pa.keypairs.previous, null);
   void pb;
+});
+
+test('the pure-JS fallback suite interoperates with sodium-native end to end', () => {
+  const net = new Network();
+  const a = net.add(key(11), { suite: makeNobleSuite() });
+  const b = net.add(key(12), { suite: makeSodiumSuite(loadSodium()!) });
+  assert.equal(a.device.ctx.suite.name, 'noble');
+  assert.equal(b.device.ctx.suite.name, 'sodium-native');
+  const pa = a.device.addPeer(b.device.publicKey!)!;
+  const pb = b.device.addPeer(a.device.publicKey!)!;
+  pa.endpoint = { ...b.endpoint };
+  a.device.allowedIps.insert(Uint8Array.of(203, 0, 113, 2), 32, pa);
+  b.device.allowedIps.insert(Uint8Array.of(203, 0, 113, 1), 32, pb);
+  const pkt = ipv4('203.0.113.1', '203.0.113.2', new Uint8Array(300).fill(3));
+  a.device.sendPacket(pkt);
+  net.run();
+  assert.deepEqual(b.delivered.map((d) => d.packet), [pkt]);
+  const back = ipv4('203.0.113.2', '203.0.113.1', new Uint8Array(77).fill(4));
+  b.device.sendPacket(back);
+  net.run();
+  assert.deepEqual(a.delivered.map((d) => d.packet), [back]);
 });
