@@ -1,12 +1,89 @@
-// Command line, wireguard-go's contract (interfaces.md "The daemon's command line"):
-// `wgts [-f|--foreground] IFNAME`, `wgts --version`, plus `wgts --selftest` for the kernel's selftests.
+// Command line and process lifecycle, wireguard-go's contract (interfaces.md "The daemon's command line"):
+// `wgts [-f|--foreground] IFNAME`, `wgts --version`, and `wgts --selftest` for the kernel's selftests.
+// Without -f the process opens the TUN and the UAPI socket, re-spawns itself with them as fds 3 and 4
+// (Node cannot fork) and exits 0, so callers like wg-quick find both ready the moment it returns.
 
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { runSelftests } from './selftest/index.js';
 import { VERSION } from './version.js';
+import { Logger, parseLogLevel } from './log.js';
+import { WgError } from './errors.js';
 
 const USAGE = 'Usage: wgts [-f/--foreground] INTERFACE-NAME\n       wgts --version\n       wgts --selftest';
 
-function main(argv: string[]): number {
+function fail(msg: string): number {
+  process.stderr.write(`wgts: ${msg}\n`);
+  return 1;
+}
+
+const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Parent side: create the TUN and the UAPI socket, hand both to a detached child, return. */
+async function daemonize(ifname: string): Promise<number> {
+  const { openTun } = await import('./tun/tun.js');
+  const { listenUapi } = await import('./uapi/server.js');
+  let tun;
+  try {
+    tun = openTun(ifname);
+  } catch (e) {
+    return fail(`Failed to create TUN device: ${describe(e)}`);
+  }
+  let uapiFd: number;
+  try {
+    // The parent never serves: it exits without closing, so the kernel keeps queueing connections for the child.
+    const server = await listenUapi(ifname, () => {});
+    uapiFd = server.fd;
+  } catch (e) {
+    tun.close();
+    return fail(`Failed to listen on uapi socket: ${describe(e)}`);
+  }
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ifname], {
+    stdio: ['ignore', 'inherit', 'inherit', tun.fd, uapiFd],
+    env: { ...process.env, WG_TUN_FD: '3', WG_UAPI_FD: '4', WG_PROCESS_FOREGROUND: '1' },
+    detached: true,
+  });
+  child.unref();
+  // exit() at once: closing the server would unlink the socket the child is about to serve.
+  process.exit(0);
+}
+
+/** Foreground: run the interface until a signal, `ip link del`, or the socket file being deleted. */
+async function foreground(ifname: string): Promise<number> {
+  const log = new Logger(ifname, parseLogLevel(process.env.LOG_LEVEL));
+  const { openTun, adoptTun } = await import('./tun/tun.js');
+  const { Daemon } = await import('./daemon.js');
+  const tunFd = process.env.WG_TUN_FD;
+  const uapiFd = process.env.WG_UAPI_FD;
+  let tun;
+  try {
+    tun = tunFd !== undefined ? adoptTun(Number(tunFd)) : openTun(ifname);
+  } catch (e) {
+    return fail(`Failed to create TUN device: ${describe(e)}`);
+  }
+  const scale = Number(process.env.WGTS_TIMER_SCALE ?? '1');
+  let daemon;
+  try {
+    daemon = await Daemon.start({
+      tun,
+      log,
+      uapiFd: uapiFd !== undefined ? Number(uapiFd) : undefined,
+      timerScale: Number.isFinite(scale) && scale > 0 ? scale : 1,
+      cryptoThreads: process.env.WGTS_CRYPTO_THREADS ? Number(process.env.WGTS_CRYPTO_THREADS) : undefined,
+    });
+  } catch (e) {
+    tun.close();
+    const msg = e instanceof WgError && e.code === 'uapi-in-use' ? `Failed to listen on uapi socket: ${e.message}` : `Failed to start: ${describe(e)}`;
+    return fail(msg);
+  }
+  log.verbose('Device started');
+  return new Promise<number>((resolve) => {
+    daemon.onExit(() => resolve(0));
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void daemon.stop(`received ${sig}`));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
     process.stdout.write(`wgts v${VERSION}\n\nUserspace WireGuard daemon for Linux, in TypeScript on Node.js ${process.version}.\n`);
     return 0;
@@ -18,14 +95,21 @@ function main(argv: string[]): number {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
-  const foreground = argv[0] === '-f' || argv[0] === '--foreground';
-  const rest = foreground ? argv.slice(1) : argv;
+  const fg = argv[0] === '-f' || argv[0] === '--foreground';
+  const rest = fg ? argv.slice(1) : argv;
   if (rest.length !== 1 || rest[0].startsWith('-')) {
     process.stderr.write(USAGE + '\n');
     return 1;
   }
-  process.stderr.write(`wgts: the endpoint (TUN, UDP, UAPI) is not built yet; only --version and --selftest work\n`);
-  return 1;
+  if (process.getuid?.() !== 0) return fail('must be run as root (it creates a TUN device and /var/run/wireguard sockets)');
+  if (fg || process.env.WG_PROCESS_FOREGROUND === '1') return foreground(rest[0]);
+  return daemonize(rest[0]);
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`wgts: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -21,7 +21,7 @@ import { AllowedIPs } from './dataplane/allowedips.js';
 import { addressLength, destinationOffset, ipPacketLength, sourceOffset } from './dataplane/ippacket.js';
 import { Keypair } from './dataplane/keypair.js';
 import { Ratelimiter } from './dataplane/ratelimiter.js';
-import { openData, PacketBuffer, sealData, sealedSize } from './dataplane/transport.js';
+import { openPayload, PacketBuffer, sealData, sealedSize } from './dataplane/transport.js';
 import { keyToHex } from './keys.js';
 import { Peer, type Endpoint } from './peer.js';
 
@@ -41,6 +41,19 @@ export interface DeviceOptions {
   /** Test-only: multiplies every protocol time constant (see PeerTimers). */
   timerScale?: number;
   log?: (level: 'error' | 'verbose', msg: string) => void;
+  /** Told when a keypair comes into use and when it is let go (the data plane mirrors keys for its workers). */
+  keypairHooks?: KeypairHooks;
+}
+
+export interface KeypairHooks {
+  installed(kp: Keypair): void;
+  dropped(kp: Keypair): void;
+}
+
+/** A data message's receiver index resolved to its peer and keypair. */
+export interface DataTarget {
+  peer: Peer;
+  keypair: Keypair;
 }
 
 /** What a receiver index names: a peer's pending handshake (keypair null) or one of its keypairs. */
@@ -63,7 +76,9 @@ export class Device {
   private readonly timerScale: number;
   private readonly rejectAfterTime: number;
   private underLoadUntil = -Infinity;
+  private isUp = true;
   private readonly log: (level: 'error' | 'verbose', msg: string) => void;
+  private readonly hooks: KeypairHooks | undefined;
 
   constructor(opts: DeviceOptions) {
     this.io = opts.io;
@@ -75,6 +90,7 @@ export class Device {
     this.checker = new CookieChecker(this.ctx.suite, this.ctx.clock, this.ctx.random);
     this.ratelimiter = new Ratelimiter(this.ctx.clock);
     this.log = opts.log ?? (() => {});
+    this.hooks = opts.keypairHooks;
   }
 
   // ---- configuration ------------------------------------------------------------------------------------
@@ -124,6 +140,7 @@ export class Device {
     if (this.peers.size >= MAX_PEERS_PER_DEVICE) throw new WgError('too-many-peers', 'too many peers', Errno.EINVAL);
     const peer = new Peer(Uint8Array.from(publicKey), this.ctx.suite, this.ctx.clock, this.ctx.random, this.local, this.timerScale);
     this.peers.set(keyToHex(publicKey), peer);
+    if (!this.isUp) peer.timers.stop();
     return peer;
   }
 
@@ -135,6 +152,25 @@ export class Device {
     peer.staged.clear();
     peer.presharedKey = new Uint8Array(32);
     this.peers.delete(keyToHex(peer.publicKey));
+  }
+
+  /** Interface up: timers run again, and peers with a persistent keepalive announce themselves at once. */
+  up(): void {
+    this.isUp = true;
+    for (const peer of this.peers.values()) {
+      peer.timers.start();
+      if (peer.timers.persistentKeepalive > 0) this.sendKeepalive(peer);
+    }
+  }
+
+  /** Interface down: timers stop and sessions are forgotten, as wireguard-go does. */
+  down(): void {
+    this.isUp = false;
+    for (const peer of this.peers.values()) {
+      peer.timers.stop();
+      peer.staged.clear();
+      this.forgetSessions(peer);
+    }
   }
 
   /** Persistent keepalive setter that also sends the immediate keepalive wg users expect. */
@@ -149,14 +185,44 @@ export class Device {
     try {
       const len = ipPacketLength(pkt, 0, pkt.length);
       if (len < 0) return this.drop('bad-packet');
-      const peer = this.allowedIps.lookupAt(pkt, destinationOffset(pkt, 0), addressLength(pkt, 0) as 4 | 16);
+      const peer = this.route(pkt, 0);
       if (!peer) return this.drop('no-route');
-      if (peer.staged.push(pkt.slice(0, len))) this.drop('no-keypair');
+      this.stage(peer, pkt.slice(0, len));
       this.sendStaged(peer);
       return null;
     } catch (e) {
       return this.internal(e);
     }
+  }
+
+  /** The peer whose allowed IPs hold the destination of the IP packet at buf[off..]. */
+  route(buf: Uint8Array, off: number): Peer | undefined {
+    const alen = addressLength(buf, off);
+    return alen ? this.allowedIps.lookupAt(buf, destinationOffset(buf, off), alen) : undefined;
+  }
+
+  /** Queues a packet (owned by the caller no more) until the peer has a usable keypair. */
+  stage(peer: Peer, pkt: Uint8Array): void {
+    if (peer.staged.push(pkt)) this.drop('no-keypair');
+  }
+
+  /** The keypair to send under now, or null: then packets wait staged while a handshake runs. */
+  sendingKeypair(peer: Peer): Keypair | null {
+    const kp = peer.keypairs.current;
+    if (!kp || !peer.endpoint || kp.exhausted || kp.expired(this.ctx.clock.now(), this.rejectAfterTime)) return null;
+    return kp;
+  }
+
+  /**
+   * Bookkeeping after data messages went out under kp: `bytes` on the wire in all, `data` of them not
+   * keepalives. Per batch, not per packet: the timers only care that something was sent.
+   */
+  sent(peer: Peer, kp: Keypair, bytes: number, data: number): void {
+    peer.timers.authenticatedTraversal();
+    peer.timers.authenticatedSent();
+    if (data > 0) peer.timers.dataSent();
+    peer.txBytes += BigInt(bytes);
+    if (peer.timers.rekeyOnSend(kp)) this.initiate(peer, false);
   }
 
   /** A keepalive: flushes staged packets, or sends an empty data message (starting a handshake if needed). */
@@ -165,31 +231,35 @@ export class Device {
     this.sendStaged(peer);
   }
 
-  private sendStaged(peer: Peer): void {
-    const kp = peer.keypairs.current;
-    const now = this.ctx.clock.now();
-    if (!kp || kp.expired(now, this.rejectAfterTime) || !peer.endpoint) {
-      this.initiate(peer, false);
+  /** Seals and sends what is staged, here on the control thread: staged traffic is small and rare. */
+  sendStaged(peer: Peer): void {
+    const kp = this.sendingKeypair(peer);
+    if (!kp) {
+      if (peer.staged.size) this.initiate(peer, false);
       return;
     }
     const pkts = peer.staged.drain();
+    if (pkts.length === 0) return;
+    let bytes = 0;
+    let data = 0;
     for (let i = 0; i < pkts.length; i++) {
       const p = pkts[i];
       const buf = Buffer.alloc(sealedSize(p.length, this.mtu));
       buf.set(p, Data.payload);
-      const r = sealData(this.ctx.suite, kp, new PacketBuffer(buf), p.length, this.mtu, now, this.rejectAfterTime);
+      const r = sealData(this.ctx.suite, kp, new PacketBuffer(buf), p.length, this.mtu, this.ctx.clock.now(), this.rejectAfterTime);
       if (!r.ok) {
         peer.staged.requeue(pkts.slice(i));
-        this.initiate(peer, false);
-        return;
+        break;
       }
-      this.transmit(peer, buf.subarray(0, r.value));
-      if (p.length > 0) peer.timers.dataSent();
+      this.io.send(buf.subarray(0, r.value), peer.endpoint!);
+      bytes += r.value;
+      if (p.length > 0) data++;
     }
-    if (peer.timers.rekeyOnSend(kp)) this.initiate(peer, false);
+    this.sent(peer, kp, bytes, data);
+    if (peer.staged.size) this.initiate(peer, false);
   }
 
-  /** Sends an authenticated datagram to the peer's endpoint and runs the "sent" timer hooks. */
+  /** Sends a handshake message to the peer's endpoint and runs the "sent" timer hooks. */
   private transmit(peer: Peer, datagram: Uint8Array): void {
     peer.timers.authenticatedTraversal();
     peer.timers.authenticatedSent();
@@ -307,39 +377,66 @@ export class Device {
     if (!keys.ok) return;
     const kp = new Keypair(keys.value, this.ctx.clock.now());
     this.index.replace(kp.localIndex, { peer, keypair: kp });
-    for (const old of peer.keypairs.install(kp)) this.index.delete(old.localIndex);
+    this.hooks?.installed(kp);
+    this.release(peer.keypairs.install(kp));
     peer.timers.sessionDerived();
   }
 
-  private receiveData(msg: Uint8Array, from: Endpoint): Reason | null {
-    const entry = this.index.get(readU32(msg, Data.receiver));
-    if (!entry || !entry.keypair) return this.drop('unknown-index');
-    const { peer, keypair: kp } = entry;
-    const r = openData(this.ctx.suite, kp, PacketBuffer.wrap(msg), msg.length, this.ctx.clock.now(), this.rejectAfterTime);
-    if (!r.ok) return this.drop(r.reason);
-    this.authenticated(peer, from, 0);
+  /** Frees the indices (and the data plane's copies) of keypairs that are no longer held. */
+  private release(dropped: Keypair[]): void {
+    for (const kp of dropped) {
+      this.index.delete(kp.localIndex);
+      this.hooks?.dropped(kp);
+    }
+  }
 
+  private receiveData(msg: Uint8Array, from: Endpoint): Reason | null {
+    const target = this.dataTarget(msg);
+    if (typeof target === 'string') return this.drop(target);
+    const pb = PacketBuffer.wrap(msg);
+    const n = openPayload(this.ctx.suite, target.keypair.receiveKey, pb, msg.length);
+    if (n < 0) return this.drop('decrypt-failed');
+    const len = this.received(target, from, msg, msg.length, n);
+    if (typeof len === 'string') return len;
+    if (len > 0) this.io.deliver(msg.subarray(Data.payload, Data.payload + len), target.peer);
+    return null;
+  }
+
+  /** The peer and keypair a data message is for, if that keypair may still receive. */
+  dataTarget(msg: Uint8Array): DataTarget | Reason {
+    const entry = this.index.get(readU32(msg, Data.receiver));
+    if (!entry || !entry.keypair) return 'unknown-index';
+    if (entry.keypair.expired(this.ctx.clock.now(), this.rejectAfterTime)) return 'expired';
+    return entry as DataTarget;
+  }
+
+  /**
+   * The receive rules after the AEAD tag verified (protocol.md "Receive-path rules"): replay window,
+   * roaming, keypair confirmation, timers, then the inner packet's length and source check. msg holds the
+   * opened message (plaintext at offset 16, `plain` bytes). Returns the inner packet length to deliver,
+   * 0 for a keepalive, or why it was dropped.
+   */
+  received(target: DataTarget, from: Endpoint, msg: Uint8Array, msgLen: number, plain: number): number | Reason {
+    const { peer, keypair: kp } = target;
+    if (!kp.replay.check(readU32(msg, Data.counter), readU32(msg, Data.counter + 4))) return this.drop('replay');
+    this.authenticated(peer, from, 0);
     if (kp === peer.keypairs.next) {
-      for (const old of peer.keypairs.confirm(kp)) this.index.delete(old.localIndex);
+      this.release(peer.keypairs.confirm(kp));
       peer.timers.handshakeComplete();
       this.sendStaged(peer);
     }
     if (peer.timers.rekeyOnReceive(peer.keypairs.current ?? undefined)) this.initiate(peer, false);
-
-    const n = r.value;
-    if (n === 0) {
-      peer.rxBytes += BigInt(msg.length);
-      return null; // keepalive
+    if (plain === 0) {
+      peer.rxBytes += BigInt(msgLen);
+      return 0;
     }
     peer.timers.dataReceived();
-    const len = ipPacketLength(msg, Data.payload, n);
-    if (len < 0) return this.drop('bad-packet');
-    if (this.allowedIps.lookupAt(msg, sourceOffset(msg, Data.payload), addressLength(msg, Data.payload) as 4 | 16) !== peer) {
-      return this.drop('allowed-ips');
-    }
-    peer.rxBytes += BigInt(msg.length);
-    this.io.deliver(msg.subarray(Data.payload, Data.payload + len), peer);
-    return null;
+    const len = ipPacketLength(msg, Data.payload, plain);
+    if (len <= 0) return this.drop('bad-packet');
+    const alen = addressLength(msg, Data.payload);
+    if (this.allowedIps.lookupAt(msg, sourceOffset(msg, Data.payload), alen as 4 | 16) !== peer) return this.drop('allowed-ips');
+    peer.rxBytes += BigInt(msgLen);
+    return len;
   }
 
   /** Any authenticated packet: learn the endpoint (roaming), count it, and run the "received" timer hooks. */
@@ -400,7 +497,7 @@ export class Device {
 
   /** Erases every keypair and the in-flight handshake of a peer, freeing their indices. */
   private forgetSessions(peer: Peer): void {
-    for (const kp of peer.keypairs.clear()) this.index.delete(kp.localIndex);
+    this.release(peer.keypairs.clear());
     if (peer.handshake.localIndex) this.index.delete(peer.handshake.localIndex);
     peer.handshake.clear();
   }
@@ -409,7 +506,8 @@ export class Device {
     return String(+(s * this.timerScale).toFixed(3));
   }
 
-  private drop(reason: Reason): Reason {
+  /** Counts a dropped packet by reason (the data plane reports its drops here too). */
+  drop(reason: Reason): Reason {
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
     return reason;
   }

@@ -17,6 +17,8 @@ export class Keypair {
   readonly localIndex: number;
   readonly remoteIndex: number;
   readonly replay = new ReplayWindow();
+  /** Where the data plane's workers find this keypair's keys (-1 when not mirrored). */
+  keySlot = -1;
   /** Next send nonce, low and high u32 halves. */
   sendLo = 0;
   sendHi = 0;
@@ -33,7 +35,7 @@ export class Keypair {
   takeNonce(out: Uint8Array, off: number): boolean {
     const lo = this.sendLo;
     const hi = this.sendHi;
-    if (hi === REJECT_HI && lo >= REJECT_LO) return false;
+    if (this.exhausted) return false;
     out[off] = lo & 0xff;
     out[off + 1] = (lo >>> 8) & 0xff;
     out[off + 2] = (lo >>> 16) & 0xff;
@@ -49,6 +51,11 @@ export class Keypair {
       this.sendLo = lo + 1;
     }
     return true;
+  }
+
+  /** No nonce left: REJECT_AFTER_MESSAGES were sent under this key. */
+  get exhausted(): boolean {
+    return this.sendHi === REJECT_HI && this.sendLo >= REJECT_LO;
   }
 
   get sendCounter(): bigint {

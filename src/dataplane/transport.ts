@@ -1,6 +1,6 @@
 // Transport data messages (protocol.md "Messages", type 4; whitepaper §5.4.6): header, padding to 16 capped
-// at the MTU, seal and open in place. sealPayload/openPayload are the pieces crypto workers run; sealData and
-// openData add nonce assignment, key expiry and the replay window for single-threaded use and tests.
+// at the MTU, seal and open in place. sealPayload/openPayload are the pieces crypto workers run; sealData adds
+// key expiry and nonce assignment for the control thread's own sends (staged packets, keepalives).
 
 import { AEAD_TAG_SIZE, DATA_HEADER_SIZE, MESSAGE_DATA, MESSAGE_PADDING_MULTIPLE, REJECT_AFTER_TIME } from '../constants.js';
 import { fail, ok, type Result } from '../errors.js';
@@ -75,18 +75,4 @@ export function sealData(
   writeDataHeader(pb.bytes, kp.remoteIndex);
   if (!kp.takeNonce(pb.bytes, Data.counter)) return fail('expired');
   return ok(sealPayload(suite, kp.sendKey, pb, len, mtu));
-}
-
-/**
- * Receive rules in order (protocol.md "Receive-path rules"): key age and counter limit, then the AEAD tag,
- * and only after the tag verifies the replay window. Returns the padded plaintext length.
- */
-export function openData(
-  suite: CipherSuite, kp: Keypair, pb: PacketBuffer, msgLen: number, now: number, rejectAfterTime = REJECT_AFTER_TIME,
-): Result<number> {
-  if (kp.expired(now, rejectAfterTime)) return fail('expired');
-  const n = openPayload(suite, kp.receiveKey, pb, msgLen);
-  if (n < 0) return fail('decrypt-failed');
-  if (!kp.replay.check(readU32(pb.bytes, Data.counter), readU32(pb.bytes, Data.counter + 4))) return fail('replay');
-  return ok(n);
 }

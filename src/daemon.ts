@@ -1,0 +1,208 @@
+// One running interface (the kernel's wg_device with its sockets, queues and workers): the TUN, the UDP bind,
+// the protocol Device, the UAPI, and the data plane of the design card. TUN reader thread -> SharedArrayBuffer
+// slots -> Piscina crypto workers -> per-peer serial queues -> UDP send, and back the other way to the TUN.
+
+import { Worker } from 'node:worker_threads';
+import { Device, type KeypairHooks } from './device.js';
+import { Errno, WgError } from './errors.js';
+import type { Logger } from './log.js';
+import { SlotArena } from './queues/slots.js';
+import { SpscQueue } from './queues/spsc.js';
+import { MAX_QUEUED_PACKETS } from './constants.js';
+import { ReceivePath } from './dataplane/receive.js';
+import { SendPath } from './dataplane/send.js';
+import { CryptPool } from './workers/pool.js';
+import { KeyTable } from './workers/keytable.js';
+import { openBind, type Bind } from './tun/bind.js';
+import { watchLink, type TunDevice } from './tun/tun.js';
+import type { TunReaderData, TunReaderMessage } from './tun/reader.js';
+import { listenUapi, serveUapi, type UapiServer } from './uapi/server.js';
+import type { UapiHost } from './uapi/uapi.js';
+
+/** Slot size: the largest packet plus header, tag and padding (MTUs up to 4032 fit). */
+const SLOT_SIZE = 4096;
+const TIMER_TICK_MS = 20;
+
+export interface DaemonOptions {
+  tun: TunDevice;
+  log: Logger;
+  /** Adopt this listening UAPI socket (WG_UAPI_FD) instead of binding the path. */
+  uapiFd?: number;
+  /** Crypto worker threads (default: one per core). */
+  cryptoThreads?: number;
+  /** Test-only: multiplies every protocol time constant (WGTS_TIMER_SCALE). */
+  timerScale?: number;
+}
+
+export class Daemon implements UapiHost {
+  readonly device: Device;
+  private bind!: Bind;
+  private uapi!: UapiServer;
+  private readonly keys = KeyTable.create(4 * 1024);
+  private readonly outbound = SlotArena.create(MAX_QUEUED_PACKETS, SLOT_SIZE);
+  private readonly inbound = SlotArena.create(MAX_QUEUED_PACKETS, SLOT_SIZE);
+  private readonly ready = new SpscQueue(MAX_QUEUED_PACKETS);
+  private readonly free = new SpscQueue(MAX_QUEUED_PACKETS);
+  private readonly pool: CryptPool;
+  private readonly send: SendPath;
+  private readonly receive: ReceivePath;
+  private reader: Worker | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | undefined;
+  private mark = 0;
+  private stopping: Promise<void> | undefined;
+  private readonly exitCbs: ((why: string) => void)[] = [];
+
+  private constructor(
+    readonly tun: TunDevice,
+    private readonly log: Logger,
+    opts: DaemonOptions,
+  ) {
+    const keys = this.keys;
+    const hooks: KeypairHooks = {
+      installed: (kp) => {
+        kp.keySlot = keys.put(kp.sendKey, kp.receiveKey);
+      },
+      dropped: (kp) => {
+        keys.release(kp.keySlot);
+        kp.keySlot = -1;
+      },
+    };
+    this.device = new Device({
+      io: {
+        send: (data, to) => this.bind.send(data, to),
+        deliver: (pkt) => this.writeTun(pkt, 0, pkt.length),
+      },
+      mtu: safeMtu(tun),
+      timerScale: opts.timerScale,
+      log: log.at,
+      keypairHooks: hooks,
+    });
+    this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads);
+    this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool,
+      (d, to) => this.bind.send(d, to), (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
+    this.receive = new ReceivePath(this.device, this.inbound, this.pool, (b, off, len) => this.writeTun(b, off, len), log.error);
+  }
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const d = new Daemon(opts.tun, opts.log, opts);
+    d.bind = await openBind(0);
+    d.bind.onReceive(d.receive.onDatagram);
+    d.uapi = await listenUapi(opts.tun.name, serveUapi(d, opts.log.at), opts.uapiFd !== undefined ? { fd: opts.uapiFd } : {});
+    d.uapi.onDeleted(() => void d.stop('UAPI socket deleted'));
+    d.startReader();
+    d.send.start();
+    d.timer = setInterval(() => d.device.tick(), TIMER_TICK_MS);
+    d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev));
+    opts.log.verbose('UAPI listener started');
+    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers, UDP port ${d.bind.port}`);
+    return d;
+  }
+
+  // ---- UapiHost -------------------------------------------------------------------------------------------
+
+  get listenPort(): number {
+    return this.bind.port;
+  }
+
+  setListenPort(port: number): number {
+    if (port === this.bind.port) return 0;
+    // The UAPI answers synchronously; the rebind below fails only if the port is taken, which the probe
+    // in openBind reports before anything is closed.
+    void this.rebind(port);
+    return 0;
+  }
+
+  get fwmark(): number {
+    return this.mark;
+  }
+
+  setFwmark(mark: number): number {
+    const err = this.bind.setMark(mark);
+    if (err === 0) this.mark = mark;
+    return err;
+  }
+
+  private async rebind(port: number): Promise<void> {
+    try {
+      const next = await openBind(port, { mark: this.mark });
+      const old = this.bind;
+      this.bind = next;
+      next.onReceive(this.receive.onDatagram);
+      await old.close();
+      this.log.verbose(`UDP bind has been updated (port ${next.port})`);
+    } catch (e) {
+      this.log.error(`Failed to bind UDP port ${port}: ${(e as Error).message}`);
+    }
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------------------
+
+  onExit(cb: (why: string) => void): void {
+    this.exitCbs.push(cb);
+  }
+
+  stop(why: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.log.verbose(`Shutting down: ${why}`);
+      if (this.timer) clearInterval(this.timer);
+      this.unwatch?.();
+      this.send.stop();
+      await this.uapi?.close();
+      await this.bind?.close();
+      await this.reader?.terminate();
+      await this.pool.close();
+      for (const peer of this.device.allPeers()) this.device.removePeer(peer);
+      this.device.setPrivateKey(null);
+      this.tun.close();
+      for (const cb of this.exitCbs) cb(why);
+    })();
+    return this.stopping;
+  }
+
+  private startReader(): void {
+    for (let i = 0; i < this.outbound.count; i++) this.free.push(i);
+    const data: TunReaderData = { fd: this.tun.fd, arena: this.outbound.shape, ready: this.ready.sab, free: this.free.sab };
+    this.reader = new Worker(new URL('./tun/reader.js', import.meta.url), { workerData: data });
+    this.reader.on('message', (m: TunReaderMessage) => {
+      if (m.kind === 'error') void this.stop(`TUN read failed: ${m.code}`);
+    });
+    this.reader.on('error', (e) => {
+      this.log.error(`TUN reader thread failed: ${e.message}`);
+      void this.stop('TUN reader failed');
+    });
+  }
+
+  private onLink(ev: Parameters<Parameters<typeof watchLink>[1]>[0]): void {
+    switch (ev.kind) {
+      case 'deleted':
+        void this.stop('interface deleted');
+        break;
+      case 'mtu':
+        this.log.verbose(`MTU updated: ${ev.mtu}`);
+        this.device.mtu = ev.mtu;
+        break;
+      case 'up':
+        this.log.verbose('Interface state was Down, requested Up, now Up');
+        this.device.up();
+        break;
+      case 'down':
+        this.log.verbose('Interface state was Up, requested Down, now Down');
+        this.device.down();
+        break;
+    }
+  }
+
+  private writeTun(buf: Uint8Array, off: number, len: number): void {
+    const n = this.tun.write(buf, off, len);
+    if (n < 0 && n !== -Errno.EIO) this.log.verbose(`TUN write failed: errno ${-n}`);
+  }
+}
+
+function safeMtu(tun: TunDevice): number {
+  try {
+    return tun.mtu();
+  } catch (e) {
+    throw new WgError('tun-mtu', `cannot read the MTU of ${tun.name}: ${(e as Error).message}`, Errno.ENODEV);
+  }
+}

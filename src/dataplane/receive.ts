@@ -1,0 +1,156 @@
+// The receive path on the control thread (the kernel's wg_packet_receive + rx serial worker): handshake
+// messages go to the handshake queue and the Device; data messages are copied into slots, opened by the
+// crypto pool in batches, and each peer's packets pass the replay window, roaming, confirmation and the
+// allowed-IPs source check in arrival order before the TUN write.
+
+import { MAX_QUEUED_INCOMING_HANDSHAKES, MESSAGE_DATA, DATA_MIN_SIZE } from '../constants.js';
+import type { DataTarget, Device } from '../device.js';
+import type { Endpoint, Peer } from '../peer.js';
+import { Data, readU32 } from '../handshake/messages.js';
+import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
+import { BatchBoard, SerialQueue } from '../queues/serial.js';
+import type { CryptPool } from '../workers/pool.js';
+import { BATCH } from './send.js';
+
+export class ReceivePath {
+  private readonly board = new BatchBoard();
+  private readonly queues = new Map<Peer, SerialQueue>();
+  private readonly freeSlots: number[] = [];
+  private readonly targets: (DataTarget | undefined)[] = [];
+  private readonly sources: (Endpoint | undefined)[] = [];
+  private pending = new Int32Array(BATCH);
+  private pendingCount = 0;
+  private pendingPeers: Peer[] = [];
+  private readonly handshakes: { msg: Uint8Array; from: Endpoint }[] = [];
+  private flushScheduled = false;
+
+  constructor(
+    private readonly device: Device,
+    private readonly arena: SlotArena,
+    private readonly pool: CryptPool,
+    private readonly writeTun: (buf: Uint8Array, off: number, len: number) => void,
+    private readonly log: (msg: string) => void,
+  ) {
+    for (let i = arena.count - 1; i >= 0; i--) this.freeSlots.push(i);
+  }
+
+  /** Every datagram from the UDP bind. Never throws. */
+  onDatagram = (msg: Uint8Array, from: Endpoint): void => {
+    try {
+      if (msg.length >= DATA_MIN_SIZE && readU32(msg, 0) === MESSAGE_DATA) this.data(msg, from);
+      else this.handshake(msg, from);
+    } catch (e) {
+      this.log(`receive path: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      this.device.drop('internal');
+    }
+  };
+
+  /** Handshake messages wait in a bounded queue; its length is what decides "under load" (cookies). */
+  private handshake(msg: Uint8Array, from: Endpoint): void {
+    if (this.handshakes.length >= MAX_QUEUED_INCOMING_HANDSHAKES) {
+      this.device.drop('ratelimited');
+      return;
+    }
+    this.handshakes.push({ msg, from });
+    this.scheduleFlush();
+  }
+
+  private data(msg: Uint8Array, from: Endpoint): void {
+    const target = this.device.dataTarget(msg);
+    if (typeof target === 'string') {
+      this.device.drop(target);
+      return;
+    }
+    const s = msg.length <= this.arena.slotSize && target.keypair.keySlot >= 0 ? this.freeSlots.pop() : undefined;
+    if (s === undefined) {
+      // No slot or no worker copy of the key: open it here, on the control thread.
+      this.device.receive(msg, from);
+      return;
+    }
+    const pb = this.arena.slot(s);
+    pb.bytes.set(msg);
+    this.arena.set(s, META_LEN, msg.length);
+    this.arena.set(s, META_KEY, target.keypair.keySlot);
+    this.targets[s] = target;
+    this.sources[s] = from;
+    const q = this.queue(target.peer);
+    if (!q.push(this.board.peek(), s)) {
+      this.release(s);
+      this.device.drop('ratelimited');
+      return;
+    }
+    if (!this.pendingPeers.includes(target.peer)) this.pendingPeers.push(target.peer);
+    this.pending[this.pendingCount++] = s;
+    if (this.pendingCount === BATCH) this.dispatch();
+    else this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // setImmediate runs after the poll phase: every datagram libuv read in this turn joins one batch.
+    setImmediate(this.flush);
+  }
+
+  private flush = (): void => {
+    this.flushScheduled = false;
+    if (this.pendingCount) this.dispatch();
+    const hs = this.handshakes;
+    while (hs.length) {
+      const { msg, from } = hs.shift()!;
+      this.device.receive(msg, from, hs.length);
+    }
+  };
+
+  private dispatch(): void {
+    const seq = this.board.open();
+    const slots = this.pending;
+    const count = this.pendingCount;
+    const peers = this.pendingPeers;
+    this.pending = new Int32Array(BATCH);
+    this.pendingCount = 0;
+    this.pendingPeers = [];
+    this.pool.run({ op: 'open', slots, count, mtu: this.device.mtu }).then(
+      () => this.complete(seq, peers),
+      (e) => {
+        this.log(`crypto worker failed an open batch: ${e instanceof Error ? e.message : String(e)}`);
+        for (let i = 0; i < count; i++) this.arena.set(slots[i], META_RESULT, -1);
+        this.complete(seq, peers);
+      },
+    );
+  }
+
+  private complete(seq: number, peers: Peer[]): void {
+    this.board.finish(seq);
+    for (const peer of peers) {
+      this.queue(peer).drain(this.board, (s) => {
+        const plain = this.arena.get(s, META_RESULT);
+        const target = this.targets[s]!;
+        const from = this.sources[s]!;
+        this.targets[s] = undefined;
+        this.sources[s] = undefined;
+        if (plain < 0) {
+          this.device.drop('decrypt-failed');
+        } else {
+          const bytes = this.arena.slot(s).bytes;
+          const len = this.device.received(target, from, bytes, this.arena.get(s, META_LEN), plain);
+          if (typeof len === 'number' && len > 0) this.writeTun(bytes, Data.payload, len);
+        }
+        this.release(s);
+      });
+    }
+  }
+
+  private release(s: number): void {
+    this.freeSlots.push(s);
+  }
+
+  private queue(peer: Peer): SerialQueue {
+    let q = this.queues.get(peer);
+    if (!q) {
+      q = new SerialQueue();
+      this.queues.set(peer, q);
+    }
+    return q;
+  }
+}

@@ -1,0 +1,178 @@
+// The send path on the control thread (the kernel's wg_xmit + tx serial worker): takes packets the TUN reader
+// left in slots, routes them by allowed IPs, assigns nonces in order per peer, hands whole batches to the
+// crypto pool, and releases each peer's sealed packets in nonce order to the UDP bind.
+
+import type { Device } from '../device.js';
+import type { Keypair } from './keypair.js';
+import type { Endpoint, Peer } from '../peer.js';
+import { Data } from '../handshake/messages.js';
+import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
+import type { SpscQueue } from '../queues/spsc.js';
+import { BatchBoard, SerialQueue } from '../queues/serial.js';
+import type { CryptPool } from '../workers/pool.js';
+import { writeDataHeader } from './transport.js';
+import { hostUnreachable } from './icmp.js';
+import { ipPacketLength } from './ippacket.js';
+
+/** Packets per crypto task: large enough to amortise a ~12 us hand-off, small enough to keep latency low. */
+export const BATCH = 64;
+
+interface PeerShare {
+  peer: Peer;
+  keypair: Keypair;
+}
+
+export class SendPath {
+  private readonly board = new BatchBoard();
+  private readonly queues = new Map<Peer, SerialQueue>();
+  private scheduled = false;
+  private parked = false;
+  private stopped = false;
+
+  constructor(
+    private readonly device: Device,
+    private readonly arena: SlotArena,
+    /** Slots the TUN reader filled. */
+    private readonly ready: SpscQueue,
+    /** Slots going back to the TUN reader. */
+    private readonly free: SpscQueue,
+    private readonly pool: CryptPool,
+    /** The UDP send of the current bind. The datagram's bytes must be used before it returns. */
+    private readonly transmit: (data: Uint8Array, to: Endpoint) => void,
+    private readonly writeTun: (pkt: Uint8Array) => void,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private schedule = (): void => {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(this.pump);
+  };
+
+  /** One event-loop turn of work, then yield: the UAPI, timers and the receive path share this thread. */
+  private pump = (): void => {
+    this.scheduled = false;
+    for (let i = 0; i < 8 && this.ready.size > 0; i++) this.collect();
+    if (this.ready.size > 0) return this.schedule();
+    if (!this.parked && !this.stopped) {
+      this.parked = true;
+      void this.ready.waitAsync().then(() => {
+        this.parked = false;
+        this.schedule();
+      });
+    }
+  };
+
+  /** Takes up to BATCH packets off the ready queue and sends them to the crypto pool as one task. */
+  private collect(): void {
+    const { device, arena } = this;
+    const seq = this.board.open();
+    const slots = new Int32Array(BATCH);
+    const shares: PeerShare[] = [];
+    let count = 0;
+    let lastPeer: Peer | undefined;
+    let lastKp: Keypair | null = null;
+    while (count < BATCH) {
+      const s = this.ready.pop();
+      if (s < 0) break;
+      const buf = arena.slot(s).bytes;
+      const len = arena.get(s, META_LEN);
+      if (ipPacketLength(buf, Data.payload, len) < 0) {
+        this.release(s, 'bad-packet');
+        continue;
+      }
+      const peer = device.route(buf, Data.payload);
+      if (!peer) {
+        const icmp = hostUnreachable(buf, Data.payload, len);
+        if (icmp) this.writeTun(icmp);
+        this.release(s, 'no-route');
+        continue;
+      }
+      const kp: Keypair | null = peer === lastPeer ? lastKp : device.sendingKeypair(peer);
+      if (!kp || kp.keySlot < 0 || !kp.takeNonce(buf, Data.counter)) {
+        // No usable key here: the control thread stages it and runs the handshake (or seals it itself).
+        device.stage(peer, buf.slice(Data.payload, Data.payload + len));
+        this.release(s, null);
+        device.sendStaged(peer);
+        lastPeer = undefined;
+        continue;
+      }
+      if (peer !== lastPeer) {
+        lastPeer = peer;
+        lastKp = kp;
+        if (!shares.some((x) => x.peer === peer)) shares.push({ peer, keypair: kp });
+      }
+      writeDataHeader(buf, kp.remoteIndex);
+      arena.set(s, META_KEY, kp.keySlot);
+      if (!this.queue(peer).push(seq, s)) {
+        this.release(s, 'no-keypair');
+        continue;
+      }
+      slots[count++] = s;
+    }
+    if (count === 0) {
+      this.board.finish(seq);
+      return;
+    }
+    this.pool.run({ op: 'seal', slots, count, mtu: device.mtu }).then(
+      () => this.complete(seq, shares),
+      (e) => this.fail(seq, shares, e),
+    );
+  }
+
+  private complete(seq: number, shares: PeerShare[]): void {
+    this.board.finish(seq);
+    for (const { peer, keypair } of shares) {
+      let bytes = 0;
+      let n = 0;
+      const ep = peer.endpoint;
+      this.queue(peer).drain(this.board, (s) => {
+        const len = this.arena.get(s, META_RESULT);
+        if (ep && len > 0) {
+          this.transmit(this.arena.slot(s).bytes.subarray(0, len), ep);
+          bytes += len;
+          n++;
+        }
+        this.release(s, null);
+      });
+      if (n) this.device.sent(peer, keypair, bytes, n);
+    }
+    this.free.wake();
+  }
+
+  /** A crashed worker loses its batch: count the drops and keep the slots flowing. */
+  private fail(seq: number, shares: PeerShare[], e: unknown): void {
+    this.log(`crypto worker failed a seal batch: ${e instanceof Error ? e.message : String(e)}`);
+    this.board.finish(seq);
+    for (const { peer } of shares) this.queue(peer).drain(this.board, (s) => this.release(s, 'internal'));
+    this.free.wake();
+  }
+
+  private queue(peer: Peer): SerialQueue {
+    let q = this.queues.get(peer);
+    if (!q) {
+      q = new SerialQueue();
+      this.queues.set(peer, q);
+    }
+    return q;
+  }
+
+  /** Returns a slot to the TUN reader, counting why the packet did not go out (null: it did, or was staged). */
+  private release(s: number, reason: Parameters<Device['drop']>[0] | null): void {
+    if (reason) this.device.drop(reason);
+    this.free.push(s);
+  }
+
+  /** Forget a removed peer's queue (its slots drain as their batches finish). */
+  forget(peer: Peer): void {
+    if (this.queues.get(peer)?.size === 0) this.queues.delete(peer);
+  }
+}
