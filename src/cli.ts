@@ -38,7 +38,7 @@ async function daemonize(ifname: string): Promise<number> {
     tun.close();
     return fail(`Failed to listen on uapi socket: ${describe(e)}`);
   }
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ifname], {
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ifname], {
     stdio: ['ignore', 'inherit', 'inherit', tun.fd, uapiFd],
     env: { ...process.env, WG_TUN_FD: '3', WG_UAPI_FD: '4', WG_PROCESS_FOREGROUND: '1' },
     detached: true,

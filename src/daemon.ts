@@ -13,7 +13,7 @@ import { ReceivePath } from './dataplane/receive.js';
 import { SendPath } from './dataplane/send.js';
 import { CryptPool } from './workers/pool.js';
 import { KeyTable } from './workers/keytable.js';
-import { openBind, type Bind } from './tun/bind.js';
+import { openBindSync, type Bind } from './tun/bind.js';
 import { watchLink, type TunDevice } from './tun/tun.js';
 import type { TunReaderData, TunReaderMessage } from './tun/reader.js';
 import { listenUapi, serveUapi, type UapiServer } from './uapi/server.js';
@@ -86,7 +86,7 @@ export class Daemon implements UapiHost {
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts.tun, opts.log, opts);
-    d.bind = await openBind(0);
+    d.bind = openBindSync(0);
     d.bind.onReceive(d.receive.onDatagram);
     d.uapi = await listenUapi(opts.tun.name, serveUapi(d, opts.log.at), opts.uapiFd !== undefined ? { fd: opts.uapiFd } : {});
     d.uapi.onDeleted(() => void d.stop('UAPI socket deleted'));
@@ -107,9 +107,18 @@ export class Daemon implements UapiHost {
 
   setListenPort(port: number): number {
     if (port === this.bind.port) return 0;
-    // The UAPI answers synchronously; the rebind below fails only if the port is taken, which the probe
-    // in openBind reports before anything is closed.
-    void this.rebind(port);
+    let next: Bind;
+    try {
+      next = openBindSync(port, { mark: this.mark });
+    } catch (e) {
+      this.log.error(`Failed to bind UDP port ${port}: ${(e as Error).message}`);
+      return e instanceof WgError ? e.errno : Errno.EADDRINUSE;
+    }
+    const old = this.bind;
+    this.bind = next;
+    next.onReceive(this.receive.onDatagram);
+    void old.close();
+    this.log.verbose(`UDP bind has been updated (port ${next.port})`);
     return 0;
   }
 
@@ -121,19 +130,6 @@ export class Daemon implements UapiHost {
     const err = this.bind.setMark(mark);
     if (err === 0) this.mark = mark;
     return err;
-  }
-
-  private async rebind(port: number): Promise<void> {
-    try {
-      const next = await openBind(port, { mark: this.mark });
-      const old = this.bind;
-      this.bind = next;
-      next.onReceive(this.receive.onDatagram);
-      await old.close();
-      this.log.verbose(`UDP bind has been updated (port ${next.port})`);
-    } catch (e) {
-      this.log.error(`Failed to bind UDP port ${port}: ${(e as Error).message}`);
-    }
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------------------
@@ -150,11 +146,13 @@ export class Daemon implements UapiHost {
       this.send.stop();
       await this.uapi?.close();
       await this.bind?.close();
-      await this.reader?.terminate();
+      // Closing the TUN deletes the link, which wakes the reader thread out of its blocking read(2)
+      // (terminate() alone cannot interrupt a syscall).
+      this.tun.close();
+      void this.reader?.terminate();
       await this.pool.close();
       for (const peer of this.device.allPeers()) this.device.removePeer(peer);
       this.device.setPrivateKey(null);
-      this.tun.close();
       for (const cb of this.exitCbs) cb(why);
     })();
     return this.stopping;
@@ -165,7 +163,7 @@ export class Daemon implements UapiHost {
     const data: TunReaderData = { fd: this.tun.fd, arena: this.outbound.shape, ready: this.ready.sab, free: this.free.sab };
     this.reader = new Worker(new URL('./tun/reader.js', import.meta.url), { workerData: data });
     this.reader.on('message', (m: TunReaderMessage) => {
-      if (m.kind === 'error') void this.stop(`TUN read failed: ${m.code}`);
+      if (m.kind === 'error') void this.stop(m.code === 'EBADFD' ? 'interface deleted' : `TUN read failed: ${m.code}`);
     });
     this.reader.on('error', (e) => {
       this.log.error(`TUN reader thread failed: ${e.message}`);

@@ -110,14 +110,13 @@ export class ReceivePath {
     this.pending = new Int32Array(BATCH);
     this.pendingCount = 0;
     this.pendingPeers = [];
-    this.pool.run({ op: 'open', slots, count, mtu: this.device.mtu }).then(
-      () => this.complete(seq, peers),
-      (e) => {
+    this.pool.run({ op: 'open', slots, count, mtu: this.device.mtu }, (e) => {
+      if (e) {
         this.log(`crypto worker failed an open batch: ${e instanceof Error ? e.message : String(e)}`);
         for (let i = 0; i < count; i++) this.arena.set(slots[i], META_RESULT, -1);
-        this.complete(seq, peers);
-      },
-    );
+      }
+      this.complete(seq, peers);
+    });
   }
 
   private complete(seq: number, peers: Peer[]): void {

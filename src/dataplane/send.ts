@@ -122,10 +122,7 @@ export class SendPath {
       this.board.finish(seq);
       return;
     }
-    this.pool.run({ op: 'seal', slots, count, mtu: device.mtu }).then(
-      () => this.complete(seq, shares),
-      (e) => this.fail(seq, shares, e),
-    );
+    this.pool.run({ op: 'seal', slots, count, mtu: device.mtu }, (e) => (e ? this.fail(seq, shares, e) : this.complete(seq, shares)));
   }
 
   private complete(seq: number, shares: PeerShare[]): void {

@@ -3,11 +3,14 @@
 // the control thread through an SPSC queue and waits for free ones when all are in use, which pushes back on
 // the TUN's own queue instead of growing memory.
 
-import { readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { AEAD_TAG_SIZE, DATA_HEADER_SIZE } from '../constants.js';
+
+const EAGAIN = 11;
+const EBADFD = 77;
 import { META_LEN, SlotArena, type SlotArenaShape } from '../queues/slots.js';
 import { SpscQueue } from '../queues/spsc.js';
+import { tunRead } from './tun.js';
 
 export interface TunReaderData {
   fd: number;
@@ -30,14 +33,11 @@ function run(data: TunReaderData): void {
       free.waitSync(100);
       continue;
     }
-    let n: number;
-    try {
-      n = readSync(data.fd, arena.bytes, arena.offset(s) + DATA_HEADER_SIZE, room, null);
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      if (err.code === 'EAGAIN' || err.code === 'EINTR') continue; // keeps the slot; harmless on a blocking fd
-      // EBADFD / EIO: the interface was deleted. The control thread decides what that means.
-      parentPort?.postMessage({ kind: 'error', code: err.code ?? 'EIO', message: err.message } satisfies TunReaderMessage);
+    const n = tunRead(data.fd, arena.bytes, arena.offset(s) + DATA_HEADER_SIZE, room);
+    if (n < 0) {
+      if (n === -EAGAIN) continue; // keeps the slot; cannot happen on a blocking fd
+      // -EBADFD: the interface was deleted. The control thread decides what that means.
+      parentPort?.postMessage({ kind: 'error', code: n === -EBADFD ? 'EBADFD' : `errno ${-n}`, message: 'TUN read failed' } satisfies TunReaderMessage);
       return;
     }
     arena.set(s, META_LEN, n);

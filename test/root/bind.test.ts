@@ -1,0 +1,184 @@
+// The real UDP bind (root): src/tun/bind.ts openBind on both families, datagrams over loopback, port
+// conflicts, SO_MARK read back with getsockopt, and close() freeing the port. The main thread joins a
+// namespace of its own for the whole file (setns), so even loopback traffic stays out of the root namespace
+// (testnet.md). Never skips: without root it fails.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as dgram from 'node:dgram';
+import { openSync, closeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { openBind, type Bind } from '../../src/tun/bind.js';
+import * as libc from '../../src/tun/libc.js';
+import type { Endpoint } from '../../src/peer.js';
+
+const NS = `wgtsB${process.pid}`;
+const LO4 = Uint8Array.of(127, 0, 0, 1);
+const LO6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+const MAPPED_LO4 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+let home = -1; // the root namespace, to return to
+const open: Bind[] = [];
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) assert.fail('test/root/bind.test.ts must run as root (SO_MARK, network namespaces)');
+}
+
+function ip(args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.status, 0, `ip ${args.join(' ')}: ${r.stderr}`);
+}
+
+before(() => {
+  requireRoot();
+  ip(['netns', 'add', NS]);
+  ip(['-n', NS, 'link', 'set', 'lo', 'up']);
+  home = openSync('/proc/thread-self/ns/net', 'r');
+  const target = openSync(`/run/netns/${NS}`, 'r');
+  try {
+    assert.equal(libc.setns(target, libc.CLONE_NEWNET), 0, 'setns into the test namespace');
+  } finally {
+    closeSync(target);
+  }
+});
+
+after(async () => {
+  for (const b of open) await b.close();
+  if (home >= 0) {
+    assert.equal(libc.setns(home, libc.CLONE_NEWNET), 0, 'back to the original namespace');
+    closeSync(home);
+  }
+  spawnSync('ip', ['netns', 'del', NS], { timeout: 10_000 });
+});
+
+async function bind(port: number, opts?: { mark?: number }): Promise<Bind> {
+  const b = await openBind(port, opts);
+  open.push(b);
+  return b;
+}
+
+const fds = (b: Bind): number[] => {
+  const u = b as unknown as { fd4: number; fd6: number };
+  return [u.fd4, u.fd6];
+};
+
+type Got = { data: string; from: Endpoint }[];
+function inbox(b: Bind): Got {
+  const got: Got = [];
+  b.onReceive((data, from) => got.push({ data: data.toString(), from }));
+  return got;
+}
+
+async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
+  for (let t = 0; t < ms && !pred(); t += 10) await sleep(10);
+  assert.ok(pred(), what);
+}
+
+/** Binding `port` with a plain node:dgram socket: null if it worked (and was released), else the error code. */
+async function tryDgram(type: 'udp4' | 'udp6', port: number): Promise<string | null> {
+  const s = dgram.createSocket({ type, ipv6Only: type === 'udp6' });
+  return new Promise((resolve) => {
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      s.close();
+      resolve(e.code ?? 'error');
+    });
+    s.bind(port, () => s.close(() => resolve(null)));
+  });
+}
+
+test('openBind(0) takes one random port on both IPv4 and IPv6', async () => {
+  requireRoot();
+  const a = await bind(0);
+  assert.ok(a.port > 0 && a.port < 65536);
+  assert.equal(await tryDgram('udp4', a.port), 'EADDRINUSE');
+  assert.equal(await tryDgram('udp6', a.port), 'EADDRINUSE');
+  const [fd4, fd6] = fds(a);
+  assert.ok(fd4 >= 0 && fd6 >= 0, 'two sockets');
+  assert.equal(libc.getsockoptInt(fd6, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY).value, 1, 'the IPv6 socket is IPv6-only');
+  const rcv = libc.getsockoptInt(fd4, libc.SOL_SOCKET, 8 /* SO_RCVBUF */).value;
+  assert.ok(rcv >= 4 << 20, `large receive buffer (${rcv})`);
+});
+
+test('two binds exchange datagrams over 127.0.0.1 and ::1 with exact from-endpoints', async () => {
+  requireRoot();
+  const a = await bind(0);
+  const b = await bind(0);
+  const atA = inbox(a);
+  const atB = inbox(b);
+  a.send(Buffer.from('v4'), { addr: LO4, port: b.port });
+  await until(() => atB.length === 1, 2000, 'the IPv4 datagram arrives');
+  a.send(Buffer.from('v6'), { addr: LO6, port: b.port });
+  await until(() => atB.length === 2, 2000, 'the IPv6 datagram arrives');
+  a.send(Buffer.from('mapped'), { addr: MAPPED_LO4, port: b.port });
+  await until(() => atB.length === 3, 2000, 'the datagram to ::ffff:127.0.0.1 arrives');
+  assert.deepEqual(atB, [
+    { data: 'v4', from: { addr: LO4, port: a.port } },
+    { data: 'v6', from: { addr: LO6, port: a.port } },
+    { data: 'mapped', from: { addr: LO4, port: a.port } }, // went out on IPv4: never a mapped address
+  ]);
+  for (const m of atB) b.send(Buffer.from(`re:${m.data}`), m.from);
+  await until(() => atA.length === 3, 2000, 'the replies arrive');
+  assert.deepEqual(atA.map((m) => [m.data, m.from.addr.length, m.from.port]).sort(), [
+    ['re:mapped', 4, b.port],
+    ['re:v4', 4, b.port],
+    ['re:v6', 16, b.port],
+  ]);
+
+  const big = Buffer.alloc(1452, 0xab);
+  const sizes: number[] = [];
+  b.onReceive((d) => sizes.push(d.length));
+  for (let i = 0; i < 200; i++) a.send(big, { addr: i % 2 ? LO6 : LO4, port: b.port });
+  await until(() => sizes.length === 200, 3000, `a burst of 200 datagrams arrives (${sizes.length})`);
+  assert.ok(sizes.every((n) => n === 1452));
+  assert.equal(a.sendErrors, 0);
+});
+
+test('a port in use gives WgError EADDRINUSE, on either family', async () => {
+  requireRoot();
+  const a = await bind(0);
+  await assert.rejects(openBind(a.port), { name: 'WgError', code: 'EADDRINUSE', errno: 98 });
+  // Only IPv6 taken: the IPv4 socket binds, the IPv6 one fails, and nothing is left bound.
+  const v6 = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+  await new Promise<void>((r) => v6.bind(0, '::', () => r()));
+  const port = v6.address().port;
+  try {
+    await assert.rejects(openBind(port), { code: 'EADDRINUSE', errno: 98, message: /IPv6/ });
+    assert.equal(await tryDgram('udp4', port), null, 'the IPv4 socket was released');
+  } finally {
+    await new Promise<void>((r) => v6.close(() => r()));
+  }
+  await assert.rejects(openBind(70000), { code: 'EINVAL' });
+});
+
+test('setMark sets SO_MARK on both sockets (read back with getsockopt)', async () => {
+  requireRoot();
+  const a = await bind(0);
+  const marks = (): number[] => fds(a).map((fd) => libc.getsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK).value);
+  assert.deepEqual(marks(), [0, 0]);
+  assert.equal(a.setMark(51820), 0);
+  assert.deepEqual(marks(), [51820, 51820]);
+  assert.equal(a.setMark(0xffffffff), 0, 'a full u32 mark');
+  assert.deepEqual(marks(), [0xffffffff, 0xffffffff]);
+  assert.equal(a.setMark(0), 0);
+  assert.deepEqual(marks(), [0, 0]);
+  assert.equal(a.setMark(-1), 22, 'EINVAL as a positive errno');
+  const b = await bind(0, { mark: 51820 });
+  assert.deepEqual(fds(b).map((fd) => libc.getsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK).value), [51820, 51820], 'mark set at open');
+});
+
+test('send never throws and counts errors; close() frees the port', async () => {
+  requireRoot();
+  const a = await bind(0);
+  a.send(Buffer.from('x'), { addr: LO4, port: 0 });
+  a.send(Buffer.from('x'), { addr: Uint8Array.of(1, 2, 3), port: 9 });
+  assert.equal(a.sendErrors, 2);
+  const port = a.port;
+  await a.close();
+  await a.close(); // idempotent
+  a.send(Buffer.from('late'), { addr: LO4, port: 9 });
+  assert.equal(a.sendErrors, 3, 'sending after close is counted, not thrown');
+  assert.equal(a.setMark(1), 9, 'EBADF after close: the fd numbers are no longer ours');
+  const again = await bind(port);
+  assert.equal(again.port, port, 'the same port binds again on both families');
+});
