@@ -27,6 +27,11 @@ export interface Bind {
 // Asked for with SO_*BUFFORCE (root may exceed net.core.rmem_max), else the plain option, which the kernel caps.
 const SOCKET_BUFFER = 4 << 20;
 const PORT_TRIES = 8;
+// Outgoing datagrams are copied into a ring of SEND_RING buffers; at most SEND_QUEUE_MAX may wait in libuv's
+// queue, so a buffer is never reused while the kernel has yet to take it.
+const SEND_RING = 4096;
+const SEND_QUEUE_MAX = SEND_RING / 2;
+const SEND_BUFFER_SIZE = 4096;
 
 const isV4Mapped = (a: Uint8Array): boolean =>
   a.length === 16 && a[10] === 0xff && a[11] === 0xff && a.subarray(0, 10).every((b) => b === 0);
@@ -128,11 +133,12 @@ class UdpBind implements Bind {
   private readonly v4: dgram.Socket;
   private readonly v6: dgram.Socket | null;
   private closing: Promise<void> | null = null;
-  // rinfo.address is text; peers are few, so their parsed bytes are cached (bounded, cleared when full).
-  private readonly addrCache = new Map<string, Uint8Array>();
-  private readonly afterSend = (err: Error | null): void => {
-    if (err) this.sendErrors++;
-  };
+  // rinfo.address is text; peers are few, so sources are cached as Endpoints (bounded, cleared when full).
+  private readonly fromCache = new Map<string, Map<number, Endpoint>>();
+  private readonly fromAddr = new WeakMap<Map<number, Endpoint>, Uint8Array>();
+  private readonly sendRing = Array.from({ length: SEND_RING }, () => Buffer.allocUnsafe(SEND_BUFFER_SIZE));
+  private sendNext = 0;
+  private readonly textCache = new WeakMap<Endpoint, string>();
 
   constructor(
     /** The raw fds (owned by the dgram sockets; -1 for a missing IPv6 socket), e.g. for getsockopt in tests. */
@@ -149,42 +155,72 @@ class UdpBind implements Bind {
     const lookup = (host: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void): void =>
       cb(null, host, type === 'udp4' ? 4 : 6);
     const s = dgram.createSocket({ type, lookup: lookup as dgram.SocketOptions['lookup'] });
+    // Without a send callback, a failed send surfaces here (as do receive errors).
     s.on('error', () => this.recvErrors++);
     s.on('message', (msg, rinfo) => {
       const cb = this.cb;
-      const addr = this.addrOf(rinfo.address);
-      if (!cb || !addr) {
+      const from = this.endpointOf(rinfo.address, rinfo.port);
+      if (!cb || !from) {
         this.unclaimed++;
         return;
       }
-      cb(msg, { addr, port: rinfo.port });
+      cb(msg, from);
     });
     s.bind({ fd }); // wraps the already-bound fd; dgram takes ownership and closes it
     return s;
   }
 
-  private addrOf(text: string): Uint8Array | null {
-    let a = this.addrCache.get(text);
-    if (!a) {
+  /**
+   * The Endpoint for a datagram's source, the same frozen object for every datagram from that source: a
+   * receiver that keeps one (roaming) copies it, so the hot path allocates nothing per datagram here.
+   */
+  private endpointOf(text: string, port: number): Endpoint | null {
+    let ports = this.fromCache.get(text);
+    if (!ports) {
       const pct = text.indexOf('%'); // a link-local zone; Endpoint has no place for it
       const parsed = parseIP(pct < 0 ? text : text.slice(0, pct));
       if (!parsed) return null;
-      a = unmapV4(parsed);
-      if (this.addrCache.size >= 1024) this.addrCache.clear();
-      this.addrCache.set(text, a);
+      if (this.fromCache.size >= 1024) this.fromCache.clear();
+      ports = new Map();
+      this.fromCache.set(text, ports);
+      this.fromAddr.set(ports, unmapV4(parsed));
     }
-    return a.slice(); // callers may keep or change the endpoint; the cache must not change with it
+    let ep = ports.get(port);
+    if (!ep) {
+      if (ports.size >= 1024) ports.clear();
+      ep = Object.freeze({ addr: this.fromAddr.get(ports)!, port });
+      ports.set(port, ep);
+    }
+    return ep;
   }
 
   send(data: Uint8Array, to: Endpoint): void {
     try {
-      const a = unmapV4(to.addr);
-      if (a.length === 4) this.v4.send(data, to.port, `${a[0]}.${a[1]}.${a[2]}.${a[3]}`, this.afterSend);
-      else if (a.length === 16 && this.v6) this.v6.send(data, to.port, formatIP(a), this.afterSend);
-      else this.sendErrors++;
+      const sock = to.addr.length === 4 || isV4Mapped(to.addr) ? this.v4 : this.v6;
+      // libuv sends synchronously unless the socket buffer is full; then it queues and keeps the memory
+      // until later. The caller's bytes live in a slot that is reused at once, so they are copied into a
+      // ring of buffers that a bounded queue can never lap.
+      if (!sock || data.length > SEND_BUFFER_SIZE || sock.getSendQueueCount() >= SEND_QUEUE_MAX) {
+        this.sendErrors++;
+        return;
+      }
+      const buf = this.sendRing[this.sendNext];
+      this.sendNext = (this.sendNext + 1) % SEND_RING;
+      buf.set(data);
+      sock.send(buf, 0, data.length, to.port, this.addressText(to));
     } catch {
       this.sendErrors++; // closed socket, bad port: dgram throws synchronously for those
     }
+  }
+
+  /** The destination as text for dgram, made once per Endpoint object rather than once per packet. */
+  private addressText(to: Endpoint): string {
+    let t = this.textCache.get(to);
+    if (t === undefined) {
+      t = formatIP(unmapV4(to.addr));
+      this.textCache.set(to, t);
+    }
+    return t;
   }
 
   onReceive(cb: (data: Buffer, from: Endpoint) => void): void {
