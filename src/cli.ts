@@ -4,6 +4,7 @@
 // (Node cannot fork) and exits 0, so callers like wg-quick find both ready the moment it returns.
 
 import { spawn } from 'node:child_process';
+import { closeSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runSelftests } from './selftest/index.js';
 import { VERSION } from './version.js';
@@ -29,22 +30,35 @@ async function daemonize(ifname: string): Promise<number> {
   } catch (e) {
     return fail(`Failed to create TUN device: ${describe(e)}`);
   }
-  let uapiFd: number;
+  let server;
   try {
     // The parent never serves: it exits without closing, so the kernel keeps queueing connections for the child.
-    const server = await listenUapi(ifname, () => {});
-    uapiFd = server.fd;
+    server = await listenUapi(ifname, () => {});
   } catch (e) {
     tun.close();
     return fail(`Failed to listen on uapi socket: ${describe(e)}`);
   }
   const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ifname], {
-    stdio: ['ignore', 'inherit', 'inherit', tun.fd, uapiFd],
-    env: { ...process.env, WG_TUN_FD: '3', WG_UAPI_FD: '4', WG_PROCESS_FOREGROUND: '1' },
+    // fd 5 is a pipe on which the child says it has taken over: until then a signal would kill it before
+    // its handlers exist and leave the socket behind, so the parent returns only after that line.
+    stdio: ['ignore', 'inherit', 'inherit', tun.fd, server.fd, 'pipe'],
+    env: { ...process.env, WG_TUN_FD: '3', WG_UAPI_FD: '4', WG_PROCESS_FOREGROUND: '1', WGTS_READY_FD: '5' },
     detached: true,
   });
+  const ready = await new Promise<boolean>((resolve) => {
+    const pipe = (child.stdio as unknown as NodeJS.ReadableStream[])[5];
+    pipe.once('data', () => resolve(true));
+    child.once('exit', () => resolve(false));
+    setTimeout(() => resolve(false), 15_000).unref();
+  });
+  if (!ready) {
+    child.kill('SIGKILL');
+    await server.close(); // this one the parent may remove: nobody took it over
+    tun.close();
+    return fail('the daemon process did not start (see its output above)');
+  }
   child.unref();
-  // exit() at once: closing the server would unlink the socket the child is about to serve.
+  // exit() at once: closing the server would unlink the socket the child now serves.
   process.exit(0);
 }
 
@@ -62,7 +76,15 @@ async function foreground(ifname: string): Promise<number> {
     return fail(`Failed to create TUN device: ${describe(e)}`);
   }
   const scale = Number(process.env.WGTS_TIMER_SCALE ?? '1');
-  let daemon;
+  // Handlers first: a signal during start-up must still end in a clean stop.
+  let stopRequested: string | undefined;
+  let daemon: Awaited<ReturnType<typeof Daemon.start>> | undefined;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      stopRequested = `received ${sig}`;
+      void daemon?.stop(stopRequested);
+    });
+  }
   try {
     daemon = await Daemon.start({
       tun,
@@ -77,10 +99,19 @@ async function foreground(ifname: string): Promise<number> {
     return fail(msg);
   }
   log.verbose('Device started');
-  return new Promise<number>((resolve) => {
-    daemon.onExit(() => resolve(0));
-    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void daemon.stop(`received ${sig}`));
-  });
+  const running = daemon;
+  const exited = new Promise<number>((resolve) => running.onExit(() => resolve(0)));
+  if (stopRequested) void running.stop(stopRequested);
+  const readyFd = process.env.WGTS_READY_FD;
+  if (readyFd !== undefined) {
+    try {
+      writeSync(Number(readyFd), 'ready\n');
+      closeSync(Number(readyFd));
+    } catch {
+      // The parent is gone; nobody is waiting for the line.
+    }
+  }
+  return exited;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -48,7 +48,7 @@ export class ReceivePath {
   /** Handshake messages wait in a bounded queue; its length is what decides "under load" (cookies). */
   private handshake(msg: Uint8Array, from: Endpoint): void {
     if (this.handshakes.length >= MAX_QUEUED_INCOMING_HANDSHAKES) {
-      this.device.drop('ratelimited');
+      this.device.drop('queue-full');
       return;
     }
     this.handshakes.push({ msg, from });
@@ -61,10 +61,17 @@ export class ReceivePath {
       this.device.drop(target);
       return;
     }
-    const s = msg.length <= this.arena.slotSize && target.keypair.keySlot >= 0 ? this.freeSlots.pop() : undefined;
+    const q = this.queue(target.peer);
+    if (target.keypair.keySlot < 0 || msg.length > this.arena.slotSize) {
+      // No worker copy of the key (the table is full) or a datagram too large for a slot: open it here, but
+      // only when nothing of this peer's is in flight, or it would overtake packets still queued.
+      if (q.size === 0) this.device.receive(msg, from);
+      else this.device.drop('queue-full');
+      return;
+    }
+    const s = this.freeSlots.pop();
     if (s === undefined) {
-      // No slot or no worker copy of the key: open it here, on the control thread.
-      this.device.receive(msg, from);
+      this.device.drop('queue-full'); // every slot in flight: drop, as a full ptr_ring does
       return;
     }
     const pb = this.arena.slot(s);
@@ -73,10 +80,9 @@ export class ReceivePath {
     this.arena.set(s, META_KEY, target.keypair.keySlot);
     this.targets[s] = target;
     this.sources[s] = from;
-    const q = this.queue(target.peer);
     if (!q.push(this.board.peek(), s)) {
       this.release(s);
-      this.device.drop('ratelimited');
+      this.device.drop('queue-full');
       return;
     }
     if (!this.pendingPeers.includes(target.peer)) this.pendingPeers.push(target.peer);

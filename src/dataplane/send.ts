@@ -113,7 +113,7 @@ export class SendPath {
       writeDataHeader(buf, kp.remoteIndex);
       arena.set(s, META_KEY, kp.keySlot);
       if (!this.queue(peer).push(seq, s)) {
-        this.release(s, 'no-keypair');
+        this.release(s, 'queue-full');
         continue;
       }
       slots[count++] = s;
