@@ -1,12 +1,15 @@
-// `npm run bench`: runs the benchmarks, prints a table and writes JSON under bench/results/.
-// Today: the protocol core (handshakes/s, AEAD wrapper vs raw sodium-native). The tunnel benchmark against
-// wireguard-go arrives with the endpoint.
+// `npm run bench`: the protocol-core benchmark, then the tunnel benchmark against wireguard-go (root, namespaces);
+// prints both tables and writes one JSON file per run under bench/results/, named by date.
+// Flags: --quick (core: short; tunnel: 1 round, 2 s per iperf3 run), --no-tunnel (core only, no root needed).
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { runCoreBench } from './core.js';
+import { formatTunnelTable, runTunnelBench, type TunnelBenchResult } from './tunnel.js';
+import { missingPrerequisites } from '../test/harness/netns.js';
 
 const quick = process.argv.includes('--quick');
+const noTunnel = process.argv.includes('--no-tunnel');
 const started = new Date();
 const core = runCoreBench(quick);
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
@@ -21,8 +24,30 @@ const w = Math.max(...rows.map((r) => r[0].length));
 console.log(`wgts core benchmark, ${started.toISOString()}, ${machine}`);
 for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
 
+let tunnel: TunnelBenchResult | undefined;
+let tunnelSkipped: string | undefined;
+if (noTunnel) {
+  tunnelSkipped = '--no-tunnel';
+} else {
+  const missing = missingPrerequisites();
+  if (missing.length) {
+    tunnelSkipped = missing.join('; ');
+    console.error(`\ntunnel benchmark cannot run here (pass --no-tunnel to run the core benchmark only):\n  ${missing.join('\n  ')}`);
+    process.exitCode = 1;
+  } else {
+    const rounds = quick ? 1 : 3;
+    const seconds = quick ? 2 : 5;
+    console.log(`\ntunnel benchmark: ${rounds} round(s), iperf3 -t ${seconds}, configurations alternating (progress on stderr)`);
+    tunnel = await runTunnelBench({ rounds, seconds, log: (l) => console.error(l) });
+    console.log(formatTunnelTable(tunnel));
+    const problems = tunnel.samples.flatMap((s) => s.problems.map((p) => `round ${s.round + 1} ${s.config}: ${p}`));
+    if (problems.length) console.log(`problems:\n  ${problems.join('\n  ')}`);
+  }
+}
+
 const dir = new URL('../../bench/results/', import.meta.url);
 mkdirSync(dir, { recursive: true });
-const file = new URL(`core-${started.toISOString().replace(/[:.]/g, '-')}.json`, dir);
-writeFileSync(file, JSON.stringify({ date: started.toISOString(), machine, host: hostname(), core }, null, 2) + '\n');
+const file = new URL(`bench-${started.toISOString().replace(/[:.]/g, '-')}.json`, dir);
+const out = { date: started.toISOString(), machine, host: hostname(), quick, core, tunnel: tunnel ?? null, tunnelSkipped: tunnelSkipped ?? null };
+writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
 console.log(`wrote ${file.pathname}`);

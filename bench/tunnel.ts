@@ -1,0 +1,273 @@
+// The side-by-side tunnel benchmark: wgts<->wgts, wireguard-go<->wireguard-go and wgts<->wireguard-go through
+// two namespaces (test/harness/netns.ts), measured in one run with rounds alternating between configurations
+// (a fresh topology per configuration per round, order rotated each round, the wgts crypto-thread scaling
+// runs inside the same rounds), so machine noise hits all alike.
+// Per topology: iperf3 TCP 1 stream both ways, 4 streams, UDP flood, ping RTT, daemon CPU seconds per GB.
+
+import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { Topology, type Impl, sleep } from '../test/harness/netns.js';
+
+export interface TunnelBenchOptions {
+  rounds: number;
+  /** iperf3 -t for every measured run. */
+  seconds: number;
+  log?: (line: string) => void;
+}
+
+/** One measured iperf3 run: rates in Mbit/s, bytes delivered, daemon CPU (both daemons) during the run. */
+export interface IperfSample {
+  mbps: number;
+  bytes: number;
+  cpuSeconds: number;
+  lossPercent?: number;
+  error?: string;
+}
+
+/** Everything measured on one topology (one configuration in one round). */
+export interface TopologySample {
+  config: string;
+  round: number;
+  tests: Record<string, IperfSample>;
+  rttMs: number | null;
+  problems: string[];
+}
+
+export interface ConfigSpec {
+  name: string;
+  impls: [Impl, Impl];
+  env?: Record<string, string>;
+  /** Only the single-stream a->b test (the crypto-worker scaling runs). */
+  singleOnly?: boolean;
+}
+
+export type Medians = Record<string, number | null>;
+
+export interface TunnelBenchResult {
+  rounds: number;
+  seconds: number;
+  order: string[][];
+  medians: Record<string, Medians>;
+  samples: TopologySample[];
+}
+
+export const CONFIGS: ConfigSpec[] = [
+  { name: 'wgts<->wgts', impls: ['wgts', 'wgts'] },
+  { name: 'wggo<->wggo', impls: ['wggo', 'wggo'] },
+  { name: 'wgts<->wggo', impls: ['wgts', 'wggo'] },
+];
+export const SCALING: ConfigSpec[] = [1, 2, 4].map((n) => ({
+  name: `wgts<->wgts threads=${n}`,
+  impls: ['wgts', 'wgts'] as [Impl, Impl],
+  env: { WGTS_CRYPTO_THREADS: String(n) },
+  singleOnly: true,
+}));
+
+const TESTS: { key: string; args: string[]; udp?: boolean }[] = [
+  { key: 'tcp1_ab', args: [] },
+  { key: 'tcp1_ba', args: ['-R'] },
+  { key: 'tcp4_ab', args: ['-P', '4'] },
+  { key: 'udp_ab', args: ['-u', '-b', '0', '-l', '1372'], udp: true },
+];
+const UDP_PAYLOAD = 1372;
+const IPERF_PORT = '5201';
+
+let clkTck = 0;
+/** utime + stime of pid (all its threads, live and exited) in seconds; NaN when it is gone. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  if (!clkTck) clkTck = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+    return (Number(f[11]) + Number(f[12])) / clkTck; // fields 14 (utime) and 15 (stime)
+  } catch {
+    return NaN;
+  }
+}
+
+function daemonsCpu(pids: (number | undefined)[]): number {
+  return pids.reduce<number>((s, p) => s + cpuSeconds(p), 0);
+}
+
+/** Starts a one-shot iperf3 server in b and waits until it listens (at most 3 s). Returns its exit, boxed:
+ * an async function returning a bare promise would adopt it and wait for the server to finish. */
+async function startServer(t: Topology, seconds: number): Promise<{ done: Promise<unknown> }> {
+  const done = t.exec(t.b, ['iperf3', '-s', '-1', '-p', IPERF_PORT], { timeoutMs: (seconds + 20) * 1000 });
+  for (let i = 0; i < 30; i++) {
+    const r = await t.exec(t.b, ['ss', '-ltnH', `sport = :${IPERF_PORT}`], { timeoutMs: 3000 });
+    if (r.stdout.trim()) break;
+    await sleep(100);
+  }
+  return { done };
+}
+
+/** One iperf3 client run from a to b's tunnel address, bracketed by CPU readings of both daemons. */
+async function iperf(t: Topology, pids: (number | undefined)[], args: string[], seconds: number, udp = false): Promise<IperfSample> {
+  const server = await startServer(t, seconds);
+  const cpu0 = daemonsCpu(pids);
+  const r = await t.exec(t.a, ['iperf3', '-c', t.b.tunnel4, '-p', IPERF_PORT, '-t', String(seconds), '-J', ...args], {
+    timeoutMs: (seconds + 15) * 1000,
+  });
+  const cpu = daemonsCpu(pids) - cpu0;
+  await server.done;
+  try {
+    const j = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: Record<string, number> } };
+    if (j.error) return { mbps: NaN, bytes: 0, cpuSeconds: cpu, error: j.error };
+    const s = j.end?.sum_received;
+    if (!s) throw new Error('no end.sum_received');
+    if (udp) {
+      // Delivered datagrams times their size: the receiver's own count, not the sender's byte total.
+      const bytes = (s.packets - s.lost_packets) * UDP_PAYLOAD;
+      return { mbps: (bytes * 8) / s.seconds / 1e6, bytes, cpuSeconds: cpu, lossPercent: s.lost_percent };
+    }
+    return { mbps: (s.bytes * 8) / s.seconds / 1e6, bytes: s.bytes, cpuSeconds: cpu };
+  } catch (e) {
+    const why = `${e instanceof Error ? e.message : String(e)}; exit ${r.code}: ${r.stderr.trim().slice(0, 200)}`;
+    return { mbps: NaN, bytes: 0, cpuSeconds: cpu, error: why };
+  }
+}
+
+/** Average RTT of `ping -c 50 -i 0.02` a -> b through the tunnel, ms. */
+async function pingRtt(t: Topology): Promise<number | null> {
+  const r = await t.exec(t.a, ['ping', '-q', '-c', '50', '-i', '0.02', '-W', '1', t.b.tunnel4], { timeoutMs: 15_000 });
+  const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
+  return m ? Number(m[1]) : null;
+}
+
+/** Pings until the handshake is done (at most ~10 s). */
+async function handshake(t: Topology): Promise<boolean> {
+  for (let i = 0; i < 10; i++) {
+    const r = await t.exec(t.a, ['ping', '-c', '1', '-W', '1', t.b.tunnel4], { timeoutMs: 5000 });
+    if (r.code === 0) return true;
+  }
+  return false;
+}
+
+async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l: string) => void): Promise<TopologySample> {
+  const sample: TopologySample = { config: spec.name, round, tests: {}, rttMs: null, problems: [] };
+  const t = await Topology.create({ impls: spec.impls, env: spec.env ?? {} });
+  try {
+    if (!(await handshake(t))) throw new Error(`no handshake: ${t.log(t.a).slice(-500)}`);
+    const pids = [t.daemonPid(t.a), t.daemonPid(t.b)];
+    if (pids.some((p) => p === undefined)) sample.problems.push('a daemon pid was not found: CPU figures are incomplete');
+    await iperf(t, pids, [], 1); // warm-up (JIT, TCP caches): not counted
+    await sleep(300);
+    // RTT on an idle tunnel, before the floods (their queues would still be draining).
+    if (!spec.singleOnly) sample.rttMs = await pingRtt(t);
+    for (const test of spec.singleOnly ? TESTS.slice(0, 1) : TESTS) {
+      const s = await iperf(t, pids, test.args, seconds, test.udp);
+      sample.tests[test.key] = s;
+      if (s.error) sample.problems.push(`${test.key}: ${s.error}`);
+    }
+  } catch (e) {
+    sample.problems.push(e instanceof Error ? e.message : String(e));
+  } finally {
+    try {
+      await t.close();
+    } catch (e) {
+      sample.problems.push(e instanceof Error ? e.message : String(e));
+    }
+  }
+  const f = (k: string) => (sample.tests[k] ? sample.tests[k].mbps.toFixed(0) : '-');
+  const extra = spec.singleOnly ? '' : ` b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, rtt ${sample.rttMs ?? '-'} ms`;
+  log(`  round ${round + 1} ${spec.name}: 1 stream a->b ${f('tcp1_ab')}${extra}${sample.problems.length ? ` [${sample.problems.join('; ')}]` : ''}`);
+  return sample;
+}
+
+export function median(xs: number[]): number | null {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/** CPU seconds per GB (1e9 bytes) over the TCP runs of one topology. */
+function cpuPerGb(s: TopologySample): number {
+  const tcp = Object.entries(s.tests).filter(([k, v]) => k.startsWith('tcp') && !v.error);
+  const bytes = tcp.reduce((n, [, v]) => n + v.bytes, 0);
+  const cpu = tcp.reduce((n, [, v]) => n + v.cpuSeconds, 0);
+  return bytes > 0 ? cpu / (bytes / 1e9) : NaN;
+}
+
+interface Metric {
+  key: string;
+  label: string;
+  better: 'higher' | 'lower';
+  digits: number;
+  get: (s: TopologySample) => number;
+}
+const mbps = (test: string) => (s: TopologySample) => s.tests[test]?.mbps ?? NaN;
+const METRICS: Metric[] = [
+  { key: 'tcp1_ab_mbps', label: 'TCP 1 stream a->b (Mbit/s)', better: 'higher', digits: 0, get: mbps('tcp1_ab') },
+  { key: 'tcp1_ba_mbps', label: 'TCP 1 stream b->a, -R (Mbit/s)', better: 'higher', digits: 0, get: mbps('tcp1_ba') },
+  { key: 'tcp4_ab_mbps', label: 'TCP 4 streams a->b, -P 4 (Mbit/s)', better: 'higher', digits: 0, get: mbps('tcp4_ab') },
+  { key: 'udp_ab_mbps', label: 'UDP -b 0 -l 1372 delivered (Mbit/s)', better: 'higher', digits: 0, get: mbps('udp_ab') },
+  { key: 'udp_loss_pct', label: 'UDP -b 0 loss (%)', better: 'lower', digits: 1, get: (s) => s.tests.udp_ab?.lossPercent ?? NaN },
+  { key: 'rtt_ms', label: 'ping RTT avg, -c 50 -i 0.02 (ms)', better: 'lower', digits: 3, get: (s) => s.rttMs ?? NaN },
+  { key: 'cpu_s_per_gb', label: 'daemon CPU per GB, TCP runs (CPU s/GB)', better: 'lower', digits: 1, get: cpuPerGb },
+];
+
+function summarize(samples: TopologySample[]): Medians {
+  const m: Medians = {};
+  for (const metric of METRICS) m[metric.key] = median(samples.map(metric.get));
+  return m;
+}
+
+/** Runs every configuration `rounds` times: each round the three configurations (rotated), then the scaling runs. */
+export async function runTunnelBench(opts: TunnelBenchOptions): Promise<TunnelBenchResult> {
+  const log = opts.log ?? (() => {});
+  const samples: TopologySample[] = [];
+  const order: string[][] = [];
+  const rotate = <T>(xs: T[], r: number): T[] => xs.map((_, i) => xs[(i + r) % xs.length]);
+  for (let r = 0; r < opts.rounds; r++) {
+    const specs = [...rotate(CONFIGS, r), ...rotate(SCALING, r)];
+    order.push(specs.map((c) => c.name));
+    for (const spec of specs) samples.push(await measure(spec, r, opts.seconds, log));
+  }
+  const medians: Record<string, Medians> = {};
+  for (const spec of [...CONFIGS, ...SCALING]) medians[spec.name] = summarize(samples.filter((s) => s.config === spec.name));
+  return { rounds: opts.rounds, seconds: opts.seconds, order, medians, samples };
+}
+
+/**
+ * The printed table: medians per configuration, the ratio of the wgts<->wgts median to the wireguard-go one,
+ * and the range of the per-round ratios (round r of wgts against round r of wireguard-go).
+ */
+export function formatTunnelTable(res: TunnelBenchResult): string {
+  const [TS, GO, MIX] = CONFIGS.map((c) => c.name);
+  const of = (config: string, round: number) => res.samples.find((s) => s.config === config && s.round === round);
+  const fmt = (x: number | null | undefined, digits: number) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
+  const rows: string[][] = [];
+  const row = (label: string, m: Metric, config: string, mix: string | null) => {
+    const med = (c: string) => res.medians[c]?.[m.key] ?? null;
+    const [a, b] = [med(config), med(GO)];
+    const ratio = a !== null && b !== null && b !== 0 ? a / b : null;
+    const perRound: number[] = [];
+    for (let r = 0; r < res.rounds; r++) {
+      const [x, y] = [of(config, r), of(GO, r)];
+      const q = x && y ? m.get(x) / m.get(y) : NaN;
+      if (Number.isFinite(q)) perRound.push(q);
+    }
+    const range = perRound.length > 1 ? `${Math.min(...perRound).toFixed(2)}-${Math.max(...perRound).toFixed(2)}` : '-';
+    rows.push([label, m.better, fmt(a, m.digits), fmt(b, m.digits), mix ? fmt(med(mix), m.digits) : '-', fmt(ratio, 2), range]);
+  };
+  for (const m of METRICS) row(m.label, m, TS, MIX);
+  for (const spec of SCALING) {
+    const n = spec.env?.WGTS_CRYPTO_THREADS;
+    row(`TCP 1 stream a->b, WGTS_CRYPTO_THREADS=${n} (Mbit/s)`, METRICS[0], spec.name, null);
+    row(`  CPU per GB, WGTS_CRYPTO_THREADS=${n} (CPU s/GB)`, METRICS[METRICS.length - 1], spec.name, null);
+  }
+  const head = ['metric', 'better', 'wgts<->wgts', 'wg-go<->wg-go', 'wgts<->wg-go', 'wgts/wg-go', 'per-round'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [
+    `wgts tunnel benchmark: medians of ${res.rounds} round(s), configurations alternating, iperf3 -t ${res.seconds}`,
+    line(head),
+    ...rows.map(line),
+    '"better": which direction wins; for RTT, loss and CPU/GB lower is better, so there a ratio wgts/wg-go < 1 favours wgts.',
+    'wgts/wg-go: wgts<->wgts median over wg-go<->wg-go median; per-round: range of the same ratio taken round by round.',
+    'a->b: iperf3 client in a sends to the server in b. wgts<->wg-go: a runs wgts, b runs wireguard-go.',
+    'CPU: utime+stime of both daemon processes (all threads) during the TCP runs. Scaling rows compare with wg-go<->wg-go.',
+  ].join('\n');
+}
