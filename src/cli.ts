@@ -18,6 +18,9 @@ function fail(msg: string): number {
   return 1;
 }
 
+const parsePolicy = (s: string | undefined): 'adaptive' | 'pool' | 'inline' =>
+  s === 'pool' || s === 'inline' ? s : 'adaptive';
+
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Parent side: create the TUN and the UAPI socket, hand both to a detached child, return. */
@@ -92,6 +95,7 @@ async function foreground(ifname: string): Promise<number> {
       uapiFd: uapiFd !== undefined ? Number(uapiFd) : undefined,
       timerScale: Number.isFinite(scale) && scale > 0 ? scale : 1,
       cryptoThreads: process.env.WGTS_CRYPTO_THREADS ? Number(process.env.WGTS_CRYPTO_THREADS) : undefined,
+      cryptoPolicy: parsePolicy(process.env.WGTS_CRYPTO_POLICY),
     });
   } catch (e) {
     tun.close();

@@ -11,7 +11,7 @@ import { SpscQueue } from './queues/spsc.js';
 import { MAX_QUEUED_PACKETS } from './constants.js';
 import { ReceivePath } from './dataplane/receive.js';
 import { SendPath } from './dataplane/send.js';
-import { CryptPool } from './workers/pool.js';
+import { CryptPool, type CryptPolicy } from './workers/pool.js';
 import { KeyTable } from './workers/keytable.js';
 import { openBindSync, type Bind } from './tun/bind.js';
 import { watchLink, type TunDevice } from './tun/tun.js';
@@ -30,6 +30,8 @@ export interface DaemonOptions {
   uapiFd?: number;
   /** Crypto worker threads (default: one per core). */
   cryptoThreads?: number;
+  /** When batches go to the crypto workers (WGTS_CRYPTO_POLICY): adaptive (default), pool or inline. */
+  cryptoPolicy?: CryptPolicy;
   /** Test-only: multiplies every protocol time constant (WGTS_TIMER_SCALE). */
   timerScale?: number;
 }
@@ -78,7 +80,7 @@ export class Daemon implements UapiHost {
       log: log.at,
       keypairHooks: hooks,
     });
-    this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads);
+    this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads, opts.cryptoPolicy);
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool,
       (d, to) => this.bind.send(d, to), (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
     this.receive = new ReceivePath(this.device, this.inbound, this.pool, (b, off, len) => this.writeTun(b, off, len), log.error);
@@ -95,7 +97,7 @@ export class Daemon implements UapiHost {
     d.timer = setInterval(() => d.device.tick(), TIMER_TICK_MS);
     d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev));
     opts.log.verbose('UAPI listener started');
-    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers, UDP port ${d.bind.port}`);
+    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}`);
     return d;
   }
 
@@ -140,7 +142,7 @@ export class Daemon implements UapiHost {
 
   stop(why: string): Promise<void> {
     this.stopping ??= (async () => {
-      this.log.verbose(`Shutting down: ${why}`);
+      this.log.verbose(`Shutting down: ${why} (crypto batches: ${this.pool.stats.inline} inline, ${this.pool.stats.pooled} in workers)`);
       if (this.timer) clearInterval(this.timer);
       this.unwatch?.();
       this.send.stop();
