@@ -15,6 +15,8 @@ import { CryptPool, type CryptPolicy } from './workers/pool.js';
 import { KeyTable } from './workers/keytable.js';
 import { openBindSync, type Bind } from './tun/bind.js';
 import { watchLink, type TunDevice } from './tun/tun.js';
+import { LoopGuard } from './tun/route.js';
+import type { Endpoint } from './peer.js';
 import type { TunReaderData, TunReaderMessage } from './tun/reader.js';
 import { listenUapi, serveUapi, type UapiServer } from './uapi/server.js';
 import type { UapiHost } from './uapi/uapi.js';
@@ -52,6 +54,8 @@ export class Daemon implements UapiHost {
   private timer: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private mark = 0;
+  private readonly loopGuard = new LoopGuard(() => this.tun.name, () => this.mark);
+  private lastLoopLog = -Infinity;
   private stopping: Promise<void> | undefined;
   private readonly exitCbs: ((why: string) => void)[] = [];
 
@@ -72,7 +76,7 @@ export class Daemon implements UapiHost {
     };
     this.device = new Device({
       io: {
-        send: (data, to) => this.bind.send(data, to),
+        send: (data, to) => this.transmit(data, to),
         deliver: (pkt) => this.writeTun(pkt, 0, pkt.length),
       },
       mtu: safeMtu(tun),
@@ -82,7 +86,7 @@ export class Daemon implements UapiHost {
     });
     this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads, opts.cryptoPolicy);
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool,
-      (d, to) => this.bind.send(d, to), (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
+      (d, to) => this.transmit(d, to), (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
     this.receive = new ReceivePath(this.device, this.inbound, this.pool, (b, off, len) => this.writeTun(b, off, len), log.error);
   }
 
@@ -191,6 +195,24 @@ export class Daemon implements UapiHost {
         this.device.down();
         break;
     }
+  }
+
+  /**
+   * Every datagram leaves here. An endpoint whose route goes out through our own TUN (learned, say, from a
+   * packet that came through the tunnel itself) would loop our traffic into ourselves: refuse, as the kernel
+   * does, until authenticated traffic from a real address moves the endpoint again.
+   */
+  private transmit(data: Uint8Array, to: Endpoint): void {
+    if (this.loopGuard.loops(to)) {
+      this.device.drop('routing-loop');
+      const now = performance.now();
+      if (now - this.lastLoopLog > 1_000) {
+        this.lastLoopLog = now;
+        this.log.verbose('Avoiding routing loop: the route to a peer endpoint goes through this interface');
+      }
+      return;
+    }
+    this.bind.send(data, to);
   }
 
   private writeTun(buf: Uint8Array, off: number, len: number): void {

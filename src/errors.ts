@@ -25,6 +25,7 @@ export type Reason =
   | 'no-route' // outgoing packet's destination is in no peer's allowed IPs
   | 'no-endpoint' // the peer has no known endpoint to send to
   | 'queue-full' // a bounded queue (slots, serial queue, handshake queue) had no room
+  | 'routing-loop' // the route to the endpoint goes through our own interface
   | 'internal'; // a bug caught at the packet-path boundary (logged, never thrown out)
 
 export type Result<T> = { ok: true; value: T } | { ok: false; reason: Reason };
