@@ -8,13 +8,13 @@ import type { DataTarget, Device } from '../device.js';
 import type { Endpoint, Peer } from '../peer.js';
 import { Data, readU32 } from '../handshake/messages.js';
 import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
-import { BatchBoard, SerialQueue } from '../queues/serial.js';
+import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
 import { BATCH } from './send.js';
 
 export class ReceivePath {
   private readonly board = new BatchBoard();
-  private readonly queues = new Map<Peer, SerialQueue>();
+  private readonly queues = new PeerQueues<Peer>();
   private readonly freeSlots: number[] = [];
   private readonly targets: (DataTarget | undefined)[] = [];
   private readonly sources: (Endpoint | undefined)[] = [];
@@ -61,7 +61,7 @@ export class ReceivePath {
       this.device.drop(target);
       return;
     }
-    const q = this.queue(target.peer);
+    const q = this.queues.get(target.peer);
     if (target.keypair.keySlot < 0 || msg.length > this.arena.slotSize) {
       // No worker copy of the key (the table is full) or a datagram too large for a slot: open it here, but
       // only when nothing of this peer's is in flight, or it would overtake packets still queued.
@@ -128,7 +128,7 @@ export class ReceivePath {
   private complete(seq: number, peers: Peer[]): void {
     this.board.finish(seq);
     for (const peer of peers) {
-      this.queue(peer).drain(this.board, (s) => {
+      this.queues.get(peer).drain(this.board, (s) => {
         const plain = this.arena.get(s, META_RESULT);
         const target = this.targets[s]!;
         const from = this.sources[s]!;
@@ -150,12 +150,4 @@ export class ReceivePath {
     this.freeSlots.push(s);
   }
 
-  private queue(peer: Peer): SerialQueue {
-    let q = this.queues.get(peer);
-    if (!q) {
-      q = new SerialQueue();
-      this.queues.set(peer, q);
-    }
-    return q;
-  }
 }

@@ -3,12 +3,13 @@
 // crypto pool, and releases each peer's sealed packets in nonce order to the UDP bind.
 
 import type { Device } from '../device.js';
+import type { Reason } from '../errors.js';
 import type { Keypair } from './keypair.js';
 import type { Endpoint, Peer } from '../peer.js';
 import { Data } from '../handshake/messages.js';
 import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
 import type { SpscQueue } from '../queues/spsc.js';
-import { BatchBoard, SerialQueue } from '../queues/serial.js';
+import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
 import { writeDataHeader } from './transport.js';
 import { hostUnreachable } from './icmp.js';
@@ -24,7 +25,7 @@ interface PeerShare {
 
 export class SendPath {
   private readonly board = new BatchBoard();
-  private readonly queues = new Map<Peer, SerialQueue>();
+  private readonly queues = new PeerQueues<Peer>();
   private scheduled = false;
   private parked = false;
   private stopped = false;
@@ -112,7 +113,7 @@ export class SendPath {
       }
       writeDataHeader(buf, kp.remoteIndex);
       arena.set(s, META_KEY, kp.keySlot);
-      if (!this.queue(peer).push(seq, s)) {
+      if (!this.queues.get(peer).push(seq, s)) {
         this.release(s, 'queue-full');
         continue;
       }
@@ -131,7 +132,7 @@ export class SendPath {
       let bytes = 0;
       let n = 0;
       const ep = peer.endpoint;
-      this.queue(peer).drain(this.board, (s) => {
+      this.queues.get(peer).drain(this.board, (s) => {
         const len = this.arena.get(s, META_RESULT);
         if (ep && len > 0) {
           this.transmit(this.arena.slot(s).bytes.subarray(0, len), ep);
@@ -149,27 +150,14 @@ export class SendPath {
   private fail(seq: number, shares: PeerShare[], e: unknown): void {
     this.log(`crypto worker failed a seal batch: ${e instanceof Error ? e.message : String(e)}`);
     this.board.finish(seq);
-    for (const { peer } of shares) this.queue(peer).drain(this.board, (s) => this.release(s, 'internal'));
+    for (const { peer } of shares) this.queues.get(peer).drain(this.board, (s) => this.release(s, 'internal'));
     this.free.wake();
   }
 
-  private queue(peer: Peer): SerialQueue {
-    let q = this.queues.get(peer);
-    if (!q) {
-      q = new SerialQueue();
-      this.queues.set(peer, q);
-    }
-    return q;
-  }
 
   /** Returns a slot to the TUN reader, counting why the packet did not go out (null: it did, or was staged). */
-  private release(s: number, reason: Parameters<Device['drop']>[0] | null): void {
+  private release(s: number, reason: Reason | null): void {
     if (reason) this.device.drop(reason);
     this.free.push(s);
-  }
-
-  /** Forget a removed peer's queue (its slots drain as their batches finish). */
-  forget(peer: Peer): void {
-    if (this.queues.get(peer)?.size === 0) this.queues.delete(peer);
   }
 }

@@ -192,6 +192,24 @@ export function consumeInitiation(
   return ok(hs);
 }
 
+/**
+ * The response's key schedule, the same on both sides: mix in the responder's ephemeral, DH(ephemerals) and
+ * DH(responder ephemeral, initiator static), then the pre-shared key (whitepaper §5.4.3). Each side
+ * computes the two DH values with the private keys it has. null when either DH is all zero.
+ */
+function mixResponse(
+  hs: Handshake, responderEphemeral: Uint8Array, ee: Uint8Array | null, se: Uint8Array | null,
+): { h: Uint8Array; c: Uint8Array; key: Uint8Array } | null {
+  if (!ee || !se) return null;
+  let h = mixHash(hs.hash, responderEphemeral);
+  let [c] = kdf(1, hs.chainKey, responderEphemeral);
+  [c] = kdf(1, c, ee);
+  [c] = kdf(1, c, se);
+  const [c2, tau, key] = kdf(3, c, hs.presharedKey);
+  h = mixHash(h, tau);
+  return { h, c: c2, key };
+}
+
 /** Handshake response to a consumed initiation, macs left zero; sets hs to ResponseCreated. */
 export function createResponse(ctx: NoiseContext, hs: Handshake, localIndex: number): Result<Uint8Array> {
   if (hs.state !== HandshakeState.InitiationConsumed) return fail('wrong-state');
@@ -202,15 +220,10 @@ export function createResponse(ctx: NoiseContext, hs: Handshake, localIndex: num
 
   const e = newEphemeral(ctx);
   msg.set(e.pub, Response.ephemeral);
-  let h = mixHash(hs.hash, e.pub);
-  let [c] = kdf(1, hs.chainKey, e.pub);
-  const ee = dh(ctx, e.priv, hs.remoteEphemeral);
-  const se = dh(ctx, e.priv, hs.remoteStatic);
-  if (!ee || !se) return fail('low-order');
-  [c] = kdf(1, c, ee);
-  [c] = kdf(1, c, se);
-  const [c2, tau, key] = kdf(3, c, hs.presharedKey);
-  h = mixHash(h, tau);
+  const mixed = mixResponse(hs, e.pub, dh(ctx, e.priv, hs.remoteEphemeral), dh(ctx, e.priv, hs.remoteStatic));
+  if (!mixed) return fail('low-order');
+  let { h } = mixed;
+  const { c: c2, key } = mixed;
   const encEmpty = msg.subarray(Response.empty, Response.empty + 16);
   ctx.suite.seal(encEmpty, key, 0, 0, EMPTY, h);
   h = mixHash(h, encEmpty);
@@ -237,15 +250,10 @@ export function consumeResponse(
   if (hs.state !== HandshakeState.InitiationCreated) return fail('wrong-state');
 
   const ephemeral = msg.slice(Response.ephemeral, Response.ephemeral + 32);
-  let h = mixHash(hs.hash, ephemeral);
-  let [c] = kdf(1, hs.chainKey, ephemeral);
-  const ee = dh(ctx, hs.ephemeralPrivate, ephemeral);
-  const se = dh(ctx, local.privateKey, ephemeral);
-  if (!ee || !se) return fail('low-order');
-  [c] = kdf(1, c, ee);
-  [c] = kdf(1, c, se);
-  const [c2, tau, key] = kdf(3, c, hs.presharedKey);
-  h = mixHash(h, tau);
+  const mixed = mixResponse(hs, ephemeral, dh(ctx, hs.ephemeralPrivate, ephemeral), dh(ctx, local.privateKey, ephemeral));
+  if (!mixed) return fail('low-order');
+  let { h } = mixed;
+  const { c: c2, key } = mixed;
   const encEmpty = msg.subarray(Response.empty, Response.empty + 16);
   if (!ctx.suite.open(new Uint8Array(0), key, 0, 0, encEmpty, h)) return fail('decrypt-failed');
   h = mixHash(h, encEmpty);

@@ -69,3 +69,17 @@ export class SerialQueue {
     return n;
   }
 }
+
+/** One serial queue per peer, made on first use and gone with the peer object (a removed peer's included). */
+export class PeerQueues<P extends object> {
+  private readonly queues = new WeakMap<P, SerialQueue>();
+
+  get(peer: P): SerialQueue {
+    let q = this.queues.get(peer);
+    if (!q) {
+      q = new SerialQueue();
+      this.queues.set(peer, q);
+    }
+    return q;
+  }
+}
