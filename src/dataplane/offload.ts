@@ -1,0 +1,440 @@
+// TUN offload packet logic (no I/O): the virtio-net header (virtio 1.2 spec 5.1.6, struct virtio_net_hdr as
+// Linux TUN uses it with IFF_VNET_HDR), TCP segmentation of TSO super-packets before encryption, and receive-
+// side coalescing (GRO) of TCP segments into super-packets for one TUN write. TCP per RFC 9293, IPv4 RFC 791,
+// IPv6 RFC 8200; the model is the kernel's tcp_gso_segment/tcp_gro_receive and wireguard-go's tun/offload.
+
+import { finish, fold, ipv4HeaderChecksum, sum16 } from './checksum.js';
+
+/** Size of struct virtio_net_hdr (without num_buffers): the TUN default for IFF_VNET_HDR. */
+export const VNET_HDR_LEN = 10;
+
+export const VNET_HDR_F_NEEDS_CSUM = 1;
+export const VNET_HDR_F_DATA_VALID = 2;
+
+export const VNET_HDR_GSO_NONE = 0;
+export const VNET_HDR_GSO_TCPV4 = 1;
+export const VNET_HDR_GSO_UDP = 3;
+export const VNET_HDR_GSO_TCPV6 = 4;
+export const VNET_HDR_GSO_ECN = 0x80;
+
+/** Largest IP packet a coalesced super-packet may become (IPv4 total length / what a TUN write takes). */
+export const GRO_MAX_PACKET = 65535;
+
+const TCP_FIN = 0x01;
+const TCP_PSH = 0x08;
+const TCP_ACK = 0x10;
+const TCP_CWR = 0x80;
+const PROTO_TCP = 6;
+
+/** struct virtio_net_hdr, decoded. gsoType keeps the ECN bit (0x80) as read. */
+export interface VnetHdr {
+  flags: number;
+  gsoType: number;
+  hdrLen: number;
+  gsoSize: number;
+  csumStart: number;
+  csumOffset: number;
+}
+
+const rd16 = (b: Uint8Array, i: number): number => (b[i] << 8) | b[i + 1];
+const rd32 = (b: Uint8Array, i: number): number => ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+function wr16(b: Uint8Array, i: number, v: number): void {
+  b[i] = v >>> 8;
+  b[i + 1] = v;
+}
+function wr32(b: Uint8Array, i: number, v: number): void {
+  b[i] = v >>> 24;
+  b[i + 1] = v >>> 16;
+  b[i + 2] = v >>> 8;
+  b[i + 3] = v;
+}
+
+/**
+ * Reads the virtio-net header at buf[off..off+10) (little-endian, as on the host). Returns null when it is
+ * truncated or not something this code can handle: flag bits other than NEEDS_CSUM/DATA_VALID, a GSO type other
+ * than NONE/TCPV4/UDP/TCPV6, or ECN on NONE. Pass `into` to reuse an object on the per-packet path.
+ */
+export function parseVnetHdr(buf: Uint8Array, off: number, into?: VnetHdr): VnetHdr | null {
+  if (off < 0 || off + VNET_HDR_LEN > buf.length) return null;
+  const flags = buf[off];
+  const gsoType = buf[off + 1];
+  if ((flags & ~(VNET_HDR_F_NEEDS_CSUM | VNET_HDR_F_DATA_VALID)) !== 0) return null;
+  const base = gsoType & ~VNET_HDR_GSO_ECN;
+  if (base !== VNET_HDR_GSO_NONE && base !== VNET_HDR_GSO_TCPV4 && base !== VNET_HDR_GSO_UDP && base !== VNET_HDR_GSO_TCPV6) return null;
+  if (base === VNET_HDR_GSO_NONE && gsoType !== base) return null;
+  const h = into ?? { flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 };
+  h.flags = flags;
+  h.gsoType = gsoType;
+  h.hdrLen = buf[off + 2] | (buf[off + 3] << 8);
+  h.gsoSize = buf[off + 4] | (buf[off + 5] << 8);
+  h.csumStart = buf[off + 6] | (buf[off + 7] << 8);
+  h.csumOffset = buf[off + 8] | (buf[off + 9] << 8);
+  return h;
+}
+
+/** Writes `h` as a virtio-net header at buf[off..off+10) (little-endian). */
+export function writeVnetHdr(buf: Uint8Array, off: number, h: VnetHdr): void {
+  buf[off] = h.flags;
+  buf[off + 1] = h.gsoType;
+  buf[off + 2] = h.hdrLen;
+  buf[off + 3] = h.hdrLen >>> 8;
+  buf[off + 4] = h.gsoSize;
+  buf[off + 5] = h.gsoSize >>> 8;
+  buf[off + 6] = h.csumStart;
+  buf[off + 7] = h.csumStart >>> 8;
+  buf[off + 8] = h.csumOffset;
+  buf[off + 9] = h.csumOffset >>> 8;
+}
+
+/**
+ * Finishes a partial checksum in place (the NEEDS_CSUM contract): the field at csumStart+csumOffset holds the
+ * pseudo-header sum, and the one's-complement sum of everything from csumStart to the end, that field included,
+ * complemented, is the checksum. Offsets are relative to the packet at buf[off]. False if they are out of range.
+ */
+export function completeChecksum(buf: Uint8Array, off: number, len: number, csumStart: number, csumOffset: number): boolean {
+  const at = csumStart + csumOffset;
+  if (csumStart >= len || at + 2 > len || off + len > buf.length) return false;
+  // Summing with the field in place adds the pseudo-header sum it holds; same as zeroing it and adding it back.
+  const c = finish(sum16(buf, off + csumStart, len - csumStart));
+  // 0 and 0xffff are the same one's-complement value, but 0 means "no checksum" for UDP (as skb_checksum_help).
+  wr16(buf, off + at, c === 0 ? 0xffff : c);
+  return true;
+}
+
+/**
+ * Splits one packet read from a TUN with IFF_VNET_HDR into wire packets.
+ *
+ * src[srcOff..srcOff+srcLen) is the IP packet after the virtio header `hdr`. Segment i is written to
+ * out[i][outOff..outOff+outLens[i]); outOff is headroom in every slot (room for the WireGuard data header, as
+ * wireguard-go does), and each slot must hold outOff + headers + its payload. Returns the number of segments,
+ * or -1 (nothing usable written) on malformed input: not IPv4/IPv6+TCP matching the GSO type, IP length fields
+ * not equal to srcLen, IPv4 fragments, IPv6 extension headers, a TCP header beyond the packet, gso_size 0, no
+ * payload, inconsistent csum_start/csum_offset, an unsupported GSO type (UDP), or too few or too small slots.
+ *
+ * gso_type NONE: the checksum is completed in place when NEEDS_CSUM is set (src is modified), then the packet
+ * is copied to out[0] and 1 is returned.
+ *
+ * For TCPV4/TCPV6 each segment gets: the headers copied; IPv4 total length, ID = original ID + i (mod 2^16, as
+ * the kernel's GSO does without FIXEDID) and header checksum, or IPv6 payload length; sequence number advanced
+ * by i*gso_size; FIN and PSH only on the last segment and CWR only on the first; a full TCP checksum. The
+ * partial value in the super-packet's checksum field is not relied on: each segment is summed from scratch.
+ */
+export function tsoSplit(
+  src: Uint8Array,
+  srcOff: number,
+  srcLen: number,
+  hdr: VnetHdr,
+  out: Uint8Array[],
+  outOff: number,
+  outLens: Int32Array,
+): number {
+  if (srcOff < 0 || srcLen < 1 || srcOff + srcLen > src.length || outOff < 0) return -1;
+  const base = hdr.gsoType & ~VNET_HDR_GSO_ECN;
+  if (base === VNET_HDR_GSO_NONE) {
+    if (out.length < 1 || outLens.length < 1 || out[0].length < outOff + srcLen) return -1;
+    if ((hdr.flags & VNET_HDR_F_NEEDS_CSUM) !== 0 && !completeChecksum(src, srcOff, srcLen, hdr.csumStart, hdr.csumOffset)) return -1;
+    out[0].set(src.subarray(srcOff, srcOff + srcLen), outOff);
+    outLens[0] = srcLen;
+    return 1;
+  }
+
+  const v4 = base === VNET_HDR_GSO_TCPV4;
+  let ipHl: number;
+  let addrOff: number;
+  if (v4) {
+    if (srcLen < 20 || src[srcOff] >> 4 !== 4) return -1;
+    ipHl = (src[srcOff] & 0x0f) * 4;
+    if (ipHl < 20 || src[srcOff + 9] !== PROTO_TCP || rd16(src, srcOff + 2) !== srcLen) return -1;
+    if ((rd16(src, srcOff + 6) & 0x3fff) !== 0) return -1; // MF or a fragment offset: TSO never fragments
+    addrOff = srcOff + 12;
+  } else if (base === VNET_HDR_GSO_TCPV6) {
+    if (srcLen < 40 || src[srcOff] >> 4 !== 6) return -1;
+    if (src[srcOff + 6] !== PROTO_TCP || rd16(src, srcOff + 4) + 40 !== srcLen) return -1;
+    ipHl = 40;
+    addrOff = srcOff + 8;
+  } else {
+    return -1; // UDP (UFO/USO) is never enabled by us, so the kernel should never send it
+  }
+  if (srcLen < ipHl + 20) return -1;
+  const t0 = srcOff + ipHl;
+  const thl = (src[t0 + 12] >> 4) * 4;
+  if (thl < 20) return -1;
+  const hl = ipHl + thl;
+  if (hl > srcLen) return -1;
+  if ((hdr.flags & VNET_HDR_F_NEEDS_CSUM) !== 0 && (hdr.csumStart !== ipHl || hdr.csumOffset !== 16)) return -1;
+  const gso = hdr.gsoSize;
+  const payload = srcLen - hl;
+  if (gso === 0 || payload === 0) return -1;
+  const n = Math.ceil(payload / gso);
+  if (n > out.length || n > outLens.length) return -1;
+  for (let i = 0; i < n; i++) {
+    if (out[i].length < outOff + hl + Math.min(gso, payload - i * gso)) return -1;
+  }
+
+  // Loop invariants: the address part of the pseudo-header, the first ID/seq/flags, one view of the headers.
+  const addrSum = sum16(src, addrOff, v4 ? 8 : 32);
+  const id = v4 ? rd16(src, srcOff + 4) : 0;
+  const seq = rd32(src, t0 + 4);
+  const flags = src[t0 + 13];
+  const headers = src.subarray(srcOff, srcOff + hl);
+  for (let i = 0, p = srcOff + hl; i < n; i++, p += gso) {
+    const seg = Math.min(gso, payload - i * gso);
+    const dst = out[i];
+    const segLen = hl + seg;
+    dst.set(headers, outOff);
+    dst.set(src.subarray(p, p + seg), outOff + hl);
+    if (v4) {
+      wr16(dst, outOff + 2, segLen);
+      wr16(dst, outOff + 4, (id + i) & 0xffff);
+      wr16(dst, outOff + 10, ipv4HeaderChecksum(dst, outOff));
+    } else {
+      wr16(dst, outOff + 4, segLen - 40);
+    }
+    const t = outOff + ipHl;
+    wr32(dst, t + 4, (seq + i * gso) >>> 0);
+    let f = flags;
+    if (i !== n - 1) f &= ~(TCP_FIN | TCP_PSH);
+    if (i !== 0) f &= ~TCP_CWR;
+    dst[t + 13] = f;
+    dst[t + 16] = 0;
+    dst[t + 17] = 0;
+    const tcpLen = segLen - ipHl;
+    wr16(dst, t + 16, finish(sum16(dst, t, tcpLen, addrSum + PROTO_TCP + tcpLen)));
+    outLens[i] = segLen;
+  }
+  return n;
+}
+
+/**
+ * Receive-side coalescing (GRO) for packets about to be written to a TUN with IFF_VNET_HDR.
+ *
+ * Feed decrypted IP packets in arrival order with push(); at the end of a batch call flush(). Every packet is
+ * copied once into a caller-provided slot: slot i holds, at out[i][outOff..outOff+outLens[i]), a virtio-net
+ * header followed by the IP packet, i.e. exactly the bytes for one TUN write. A packet either extends the open
+ * super-packet of its flow (only its payload is appended) or takes a new slot. Slots are used in arrival order
+ * and a flow's packets are never reordered: any packet of a flow that cannot join its open super-packet closes
+ * it, so everything after it lands in later slots.
+ *
+ * Coalescing rules (those of Linux tcp_gro_receive, slightly stricter so a re-split gives the original bytes):
+ * IPv4 without options or fragmentation, or IPv6 whose next header is TCP; same addresses and ports; same
+ * TOS/TTL/DF (IPv4) or first 4 bytes (traffic class, flow label) and hop limit (IPv6); same TCP header length
+ * and option bytes (timestamps included: segments of one sender burst share TSval/TSecr, a changed value starts
+ * a new super-packet), same ACK number, window and urgent pointer; flags exactly ACK or ACK|PSH (PSH closes
+ * the super-packet: it must be last); seq == previous seq + previous payload; payload > 0 and <= the first
+ * segment's (gso_size), a shorter one is last; IP total length <= 65535 and within the slot. Each packet's
+ * IPv4 header checksum and TCP checksum are verified before it may coalesce: once merged, NEEDS_CSUM makes the
+ * kernel compute a new checksum, which would hide a corrupt segment. Everything else passes through unchanged
+ * with a zero virtio header.
+ *
+ * A coalesced packet is emitted with NEEDS_CSUM (csum_start = IP header length, csum_offset = 16, checksum
+ * field = folded pseudo-header sum over the new TCP length), not DATA_VALID: it is the CHECKSUM_PARTIAL form
+ * the kernel's own GSO path (and wireguard-go) uses, so if the stack forwards or re-segments the packet each
+ * segment gets a correct checksum, while DATA_VALID would leave a stale checksum in the header. The header is
+ * the first segment's, with PSH if the last had it and the IPv4 ID of the first.
+ */
+export class GroTable {
+  private readonly out: Uint8Array[];
+  private readonly outOff: number;
+  private readonly pktLen: Int32Array; // IP packet length in each slot
+  private readonly segs: Int32Array; // segments in the slot (0: a pass-through packet)
+  private readonly gso: Int32Array; // first segment's payload length
+  private readonly nextSeq: Float64Array; // seq the next segment must carry (u32 in a double)
+  private readonly open: Int32Array; // slots whose super-packets can still grow
+  private nOpen = 0;
+  private used = 0;
+  // Scratch results of classify(), kept on the instance so the per-packet path allocates nothing.
+  private ipHl = 0;
+  private thl = 0;
+
+  /**
+   * @param out slots; each needs outOff + VNET_HDR_LEN + the largest packet pushed, and up to
+   *   outOff + VNET_HDR_LEN + GRO_MAX_PACKET for full coalescing (smaller slots just coalesce less).
+   * @param outOff headroom before the virtio header in each slot.
+   * @param maxOpen how many flows can be open at once; beyond that the oldest-listed is closed.
+   */
+  constructor(out: Uint8Array[], outOff = 0, maxOpen = 64) {
+    if (maxOpen < 1) throw new RangeError('maxOpen must be >= 1');
+    this.out = out;
+    this.outOff = outOff;
+    this.pktLen = new Int32Array(out.length);
+    this.segs = new Int32Array(out.length);
+    this.gso = new Int32Array(out.length);
+    this.nextSeq = new Float64Array(out.length);
+    this.open = new Int32Array(maxOpen);
+  }
+
+  /** Slots in use since the last flush. */
+  get count(): number {
+    return this.used;
+  }
+
+  /**
+   * Adds the packet pkt[off..off+len). Returns false, consuming nothing, when it needs a new slot and none is
+   * free: flush() and push it again. Throws RangeError if it cannot fit even an empty slot.
+   */
+  push(pkt: Uint8Array, off: number, len: number): boolean {
+    const c = this.classify(pkt, off, len);
+    if (c >= 0) {
+      const k = this.findOpen(pkt, off);
+      if (k >= 0) {
+        if (c === 1 && this.tryAppend(k, pkt, off, len)) return true;
+        this.close(k); // same flow but it cannot join: later segments must not overtake this one
+      }
+    }
+    if (this.used >= this.out.length) return false;
+    const s = this.used;
+    const b = this.out[s];
+    const p = this.outOff + VNET_HDR_LEN;
+    if (b.length < p + len) throw new RangeError(`GRO slot ${s} too small for a ${len}-byte packet`);
+    this.used++;
+    b.fill(0, this.outOff, p);
+    b.set(pkt.subarray(off, off + len), p);
+    this.pktLen[s] = len;
+    this.segs[s] = c === 1 ? 1 : 0;
+    if (c === 1 && (pkt[off + this.ipHl + 13] & TCP_PSH) === 0) {
+      const pay = len - this.ipHl - this.thl;
+      this.gso[s] = pay;
+      this.nextSeq[s] = (rd32(pkt, off + this.ipHl + 4) + pay) >>> 0;
+      if (this.nOpen === this.open.length) this.close(0);
+      this.open[this.nOpen++] = s;
+    }
+    return true;
+  }
+
+  /**
+   * Finishes every slot (lengths, IPv4 header checksum, pseudo-header checksum and virtio header of coalesced
+   * ones), sets outLens[i] to the bytes to write from out[i][outOff], resets the table and returns the number
+   * of slots to write.
+   */
+  flush(outLens: Int32Array): number {
+    const n = this.used;
+    if (outLens.length < n) throw new RangeError('outLens shorter than the slots in use');
+    const p = this.outOff + VNET_HDR_LEN;
+    for (let s = 0; s < n; s++) {
+      const len = this.pktLen[s];
+      outLens[s] = VNET_HDR_LEN + len;
+      if (this.segs[s] < 2) continue; // zero header already written, packet unchanged
+      const b = this.out[s];
+      const v4 = b[p] >> 4 === 4;
+      const ipHl = v4 ? 20 : 40;
+      if (v4) {
+        wr16(b, p + 2, len);
+        wr16(b, p + 10, ipv4HeaderChecksum(b, p));
+      } else {
+        wr16(b, p + 4, len - 40);
+      }
+      const t = p + ipHl;
+      const tcpLen = len - ipHl;
+      wr16(b, t + 16, fold(sum16(b, v4 ? p + 12 : p + 8, v4 ? 8 : 32, PROTO_TCP + tcpLen)));
+      b[this.outOff] = VNET_HDR_F_NEEDS_CSUM;
+      b[this.outOff + 1] = v4 ? VNET_HDR_GSO_TCPV4 : VNET_HDR_GSO_TCPV6;
+      const hdrLen = ipHl + (b[t + 12] >> 4) * 4;
+      b[this.outOff + 2] = hdrLen;
+      b[this.outOff + 3] = hdrLen >>> 8;
+      b[this.outOff + 4] = this.gso[s];
+      b[this.outOff + 5] = this.gso[s] >>> 8;
+      b[this.outOff + 6] = ipHl;
+      b[this.outOff + 7] = 0;
+      b[this.outOff + 8] = 16;
+      b[this.outOff + 9] = 0;
+    }
+    this.used = 0;
+    this.nOpen = 0;
+    return n;
+  }
+
+  /**
+   * -1: not a TCP packet this table tracks (leaves flows alone); 0: TCP with a visible flow but not
+   * coalescable; 1: may coalesce. Sets ipHl/thl for 0 and 1.
+   */
+  private classify(pkt: Uint8Array, off: number, len: number): number {
+    if (len < 1 || off + len > pkt.length) return -1;
+    const v = pkt[off] >> 4;
+    let ok = true;
+    let ipHl: number;
+    if (v === 4) {
+      if (len < 20) return -1;
+      ipHl = (pkt[off] & 0x0f) * 4;
+      if (ipHl < 20 || pkt[off + 9] !== PROTO_TCP || rd16(pkt, off + 2) !== len) return -1;
+      const frag = rd16(pkt, off + 6);
+      if ((frag & 0x1fff) !== 0) return -1; // a later fragment: no TCP header to see
+      if ((frag & 0x2000) !== 0 || ipHl !== 20 || ipv4HeaderChecksum(pkt, off) !== rd16(pkt, off + 10)) ok = false;
+    } else if (v === 6) {
+      // Extension headers are not walked: such packets pass through as untracked.
+      if (len < 40 || pkt[off + 6] !== PROTO_TCP || rd16(pkt, off + 4) + 40 !== len) return -1;
+      ipHl = 40;
+    } else {
+      return -1;
+    }
+    if (len < ipHl + 20) return -1;
+    const t = off + ipHl;
+    const thl = (pkt[t + 12] >> 4) * 4;
+    if (thl < 20 || ipHl + thl > len) return -1;
+    this.ipHl = ipHl;
+    this.thl = thl;
+    if (!ok) return 0;
+    const f = pkt[t + 13];
+    if ((f !== TCP_ACK && f !== (TCP_ACK | TCP_PSH)) || len === ipHl + thl) return 0;
+    const tcpLen = len - ipHl;
+    const sum = sum16(pkt, v === 4 ? off + 12 : off + 8, v === 4 ? 8 : 32, PROTO_TCP + tcpLen);
+    return fold(sum16(pkt, t, tcpLen, sum)) === 0xffff ? 1 : 0;
+  }
+
+  /** Index in `open` of the open super-packet with the packet's addresses and ports, or -1. */
+  private findOpen(pkt: Uint8Array, off: number): number {
+    const v4 = pkt[off] >> 4 === 4;
+    const aOff = v4 ? 12 : 8;
+    const aEnd = v4 ? 20 : 40;
+    const pt = off + this.ipHl;
+    const p = this.outOff + VNET_HDR_LEN;
+    next: for (let k = 0; k < this.nOpen; k++) {
+      const b = this.out[this.open[k]];
+      if (b[p] >> 4 !== pkt[off] >> 4) continue;
+      for (let i = aOff; i < aEnd; i++) if (b[p + i] !== pkt[off + i]) continue next;
+      const bt = p + aEnd; // open super-packets never have IP options, so TCP follows the fixed header
+      if (b[bt] !== pkt[pt] || b[bt + 1] !== pkt[pt + 1] || b[bt + 2] !== pkt[pt + 2] || b[bt + 3] !== pkt[pt + 3]) continue;
+      return k;
+    }
+    return -1;
+  }
+
+  /** Appends the (coalescable, same-flow) packet to open[k] if every rule holds; closes it when it must end. */
+  private tryAppend(k: number, pkt: Uint8Array, off: number, len: number): boolean {
+    const s = this.open[k];
+    const b = this.out[s];
+    const p = this.outOff + VNET_HDR_LEN;
+    const ipHl = this.ipHl;
+    const thl = this.thl;
+    if (ipHl === 20) {
+      // version/IHL, TOS, DF (flags byte: MF and offset are already known zero), TTL
+      if (b[p] !== pkt[off] || b[p + 1] !== pkt[off + 1] || b[p + 6] !== pkt[off + 6] || b[p + 8] !== pkt[off + 8]) return false;
+    } else {
+      for (let i = 0; i < 4; i++) if (b[p + i] !== pkt[off + i]) return false;
+      if (b[p + 7] !== pkt[off + 7]) return false;
+    }
+    const bt = p + ipHl;
+    const pt = off + ipHl;
+    if (b[bt + 12] !== pkt[pt + 12]) return false; // data offset (and reserved bits)
+    for (let i = 8; i < 12; i++) if (b[bt + i] !== pkt[pt + i]) return false; // ACK number
+    if (b[bt + 14] !== pkt[pt + 14] || b[bt + 15] !== pkt[pt + 15]) return false; // window
+    if (b[bt + 18] !== pkt[pt + 18] || b[bt + 19] !== pkt[pt + 19]) return false; // urgent pointer
+    for (let i = 20; i < thl; i++) if (b[bt + i] !== pkt[pt + i]) return false; // options
+    if (rd32(pkt, pt + 4) !== this.nextSeq[s]) return false;
+    const pay = len - ipHl - thl;
+    const cur = this.pktLen[s];
+    if (pay > this.gso[s] || cur + pay > GRO_MAX_PACKET || p + cur + pay > b.length) return false;
+    b.set(pkt.subarray(pt + thl, off + len), p + cur);
+    this.pktLen[s] = cur + pay;
+    this.segs[s]++;
+    this.nextSeq[s] = (this.nextSeq[s] + pay) >>> 0;
+    const psh = (pkt[pt + 13] & TCP_PSH) !== 0;
+    if (psh) b[bt + 13] |= TCP_PSH;
+    if (psh || pay < this.gso[s]) this.close(k);
+    return true;
+  }
+
+  private close(k: number): void {
+    if (k < 0 || k >= this.nOpen) return;
+    this.open[k] = this.open[--this.nOpen];
+  }
+}
