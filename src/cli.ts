@@ -21,6 +21,9 @@ function fail(msg: string): number {
 const parsePolicy = (s: string | undefined): 'adaptive' | 'pool' | 'inline' =>
   s === 'pool' || s === 'inline' ? s : 'adaptive';
 
+/** TUN offload (TSO in, GRO out) unless WGTS_TUN_OFFLOAD=0. */
+const tunOffload = (): boolean => process.env.WGTS_TUN_OFFLOAD !== '0';
+
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Parent side: create the TUN and the UAPI socket, hand both to a detached child, return. */
@@ -29,7 +32,7 @@ async function daemonize(ifname: string): Promise<number> {
   const { listenUapi } = await import('./uapi/server.js');
   let tun;
   try {
-    tun = openTun(ifname);
+    tun = openTun(ifname, { offload: tunOffload() });
   } catch (e) {
     return fail(`Failed to create TUN device: ${describe(e)}`);
   }
@@ -74,7 +77,7 @@ async function foreground(ifname: string): Promise<number> {
   const uapiFd = process.env.WG_UAPI_FD;
   let tun;
   try {
-    tun = tunFd !== undefined ? adoptTun(Number(tunFd)) : openTun(ifname);
+    tun = tunFd !== undefined ? adoptTun(Number(tunFd)) : openTun(ifname, { offload: tunOffload() });
   } catch (e) {
     return fail(`Failed to create TUN device: ${describe(e)}`);
   }

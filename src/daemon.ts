@@ -16,6 +16,7 @@ import { KeyTable } from './workers/keytable.js';
 import { openBindSync, type Bind } from './tun/bind.js';
 import { watchLink, type TunDevice } from './tun/tun.js';
 import { LoopGuard } from './tun/route.js';
+import { TunWriter } from './tun/writer.js';
 import type { Endpoint } from './peer.js';
 import type { TunReaderData, TunReaderMessage } from './tun/reader.js';
 import { listenUapi, serveUapi, type UapiServer } from './uapi/server.js';
@@ -54,6 +55,7 @@ export class Daemon implements UapiHost {
   private timer: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private mark = 0;
+  private readonly writer: TunWriter;
   private readonly loopGuard = new LoopGuard(() => this.tun.name, () => this.mark);
   private lastLoopLog = -Infinity;
   private stopping: Promise<void> | undefined;
@@ -64,6 +66,9 @@ export class Daemon implements UapiHost {
     private readonly log: Logger,
     opts: DaemonOptions,
   ) {
+    this.writer = new TunWriter(tun, (errno) => {
+      if (errno !== Errno.EIO) log.verbose(`TUN write failed: errno ${errno}`);
+    });
     const keys = this.keys;
     const hooks: KeypairHooks = {
       installed: (kp) => {
@@ -87,7 +92,7 @@ export class Daemon implements UapiHost {
     this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads, opts.cryptoPolicy);
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool,
       (d, to) => this.transmit(d, to), (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
-    this.receive = new ReceivePath(this.device, this.inbound, this.pool, (b, off, len) => this.writeTun(b, off, len), log.error);
+    this.receive = new ReceivePath(this.device, this.inbound, this.pool, this.writer, log.error);
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
@@ -166,7 +171,13 @@ export class Daemon implements UapiHost {
 
   private startReader(): void {
     for (let i = 0; i < this.outbound.count; i++) this.free.push(i);
-    const data: TunReaderData = { fd: this.tun.fd, arena: this.outbound.shape, ready: this.ready.sab, free: this.free.sab };
+    const data: TunReaderData = {
+      fd: this.tun.fd,
+      vnetHdr: this.tun.vnetHdr,
+      arena: this.outbound.shape,
+      ready: this.ready.sab,
+      free: this.free.sab,
+    };
     this.reader = new Worker(new URL('./tun/reader.js', import.meta.url), { workerData: data });
     this.reader.on('message', (m: TunReaderMessage) => {
       if (m.kind === 'error') void this.stop(m.code === 'EBADFD' ? 'interface deleted' : `TUN read failed: ${m.code}`);
@@ -215,9 +226,10 @@ export class Daemon implements UapiHost {
     this.bind.send(data, to);
   }
 
+  /** A packet from outside a receive batch (ICMP errors, packets the Device opened itself): written at once. */
   private writeTun(buf: Uint8Array, off: number, len: number): void {
-    const n = this.tun.write(buf, off, len);
-    if (n < 0 && n !== -Errno.EIO) this.log.verbose(`TUN write failed: errno ${-n}`);
+    this.writer.write(buf, off, len);
+    this.writer.flush();
   }
 }
 

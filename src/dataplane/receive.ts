@@ -28,7 +28,8 @@ export class ReceivePath {
     private readonly device: Device,
     private readonly arena: SlotArena,
     private readonly pool: CryptPool,
-    private readonly writeTun: (buf: Uint8Array, off: number, len: number) => void,
+    /** Packets of one batch are written together (coalesced in offload mode), then flushed. */
+    private readonly tun: { write(buf: Uint8Array, off: number, len: number): void; flush(): void },
     private readonly log: (msg: string) => void,
   ) {
     for (let i = arena.count - 1; i >= 0; i--) this.freeSlots.push(i);
@@ -139,11 +140,12 @@ export class ReceivePath {
         } else {
           const bytes = this.arena.slot(s).bytes;
           const len = this.device.received(target, from, bytes, this.arena.get(s, META_LEN), plain);
-          if (typeof len === 'number' && len > 0) this.writeTun(bytes, Data.payload, len);
+          if (typeof len === 'number' && len > 0) this.tun.write(bytes, Data.payload, len);
         }
         this.release(s);
       });
     }
+    this.tun.flush();
   }
 
   private release(s: number): void {

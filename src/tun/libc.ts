@@ -78,7 +78,12 @@ export function ioctl(fd: number, request: number, arg: Uint8Array): number {
 
 /** ioctl(fd, request, 0) for requests without an argument (TUNGETDEVNETNS). */
 export function ioctlNoArg(fd: number, request: number): number {
-  return call('ioctl', ['I32', 'U64', 'U64'], [fd, request, 0]);
+  return ioctlValue(fd, request, 0);
+}
+
+/** ioctl(fd, request, value) for requests whose argument is an integer, not a pointer (TUNSETOFFLOAD). */
+export function ioctlValue(fd: number, request: number, value: number): number {
+  return call('ioctl', ['I32', 'U64', 'U64'], [fd, request, value]);
 }
 
 export function socket(domain: number, type: number, protocol = 0): number {

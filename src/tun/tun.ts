@@ -12,6 +12,11 @@ import { E, errnoText } from './libc.js';
 export interface TunDevice {
   readonly name: string;
   readonly fd: number;
+  /**
+   * Every read and write carries a 10-byte virtio_net_hdr first (IFF_VNET_HDR): with TUNSETOFFLOAD the kernel
+   * hands over TCP super-packets of up to 64 KB and takes coalesced ones back (see dataplane/offload.ts).
+   */
+  readonly vnetHdr: boolean;
   /** Current MTU; throws WgError if the device cannot be queried (e.g. it was deleted). */
   mtu(): number;
   /** Blocking read of one packet: its length, or -errno (-EBADFD once the device is deleted). Never throws. */
@@ -33,7 +38,11 @@ export interface LinkProbe {
 // <linux/if_tun.h>, <linux/sockios.h>, <linux/if.h>, <linux/rtnetlink.h>
 const [TUNSETIFF, TUNGETIFF, TUNGETDEVNETNS] = [0x400454ca, 0x800454d2, 0x54e3];
 const [SIOCGIFFLAGS, SIOCGIFMTU, SIOCSIFMTU, SIOCGIFINDEX] = [0x8913, 0x8921, 0x8922, 0x8933];
-const [IFF_UP, IFF_TUN, IFF_PERSIST, IFF_NO_PI] = [0x1, 0x1, 0x0800, 0x1000];
+const [IFF_UP, IFF_TUN, IFF_PERSIST, IFF_NO_PI, IFF_VNET_HDR] = [0x1, 0x1, 0x0800, 0x1000, 0x4000];
+// TUNSETOFFLOAD with checksum offload and TSO for IPv4 and IPv6. ECN and UDP segmentation stay off: the
+// splitter does not handle them, and with them off the kernel never hands such packets over.
+const TUNSETOFFLOAD = 0x400454d0;
+const TUN_F_CSUM_TSO = 0x1 | 0x2 | 0x4;
 const [AF_NETLINK, SOCK_RAW, RTM_DELLINK, NLM_F_REQUEST_ACK, NLMSG_ERROR] = [16, 3, 17, 0x1 | 0x4, 2];
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40; // struct ifreq on 64-bit Linux: name[16] + 24-byte union (flags/mtu/index at offset 16)
@@ -133,6 +142,7 @@ class NativeTun implements TunDevice, LinkProbe {
   constructor(
     readonly fd: number,
     name: string,
+    readonly vnetHdr: boolean,
     ctl?: { fd: number; ns: number },
   ) {
     this.ifname = name;
@@ -247,7 +257,7 @@ function setIffError(name: string, errno: number, ctlFd: number): WgError {
  * Creates (or attaches to an unused persistent) TUN device `name`, sets its MTU (default 1420) and leaves the
  * link down, as wireguard-go does: wg-quick brings it up after configuring it.
  */
-export function openTun(name: string, opts: { mtu?: number } = {}): TunDevice {
+export function openTun(name: string, opts: { mtu?: number; offload?: boolean } = {}): TunDevice {
   checkName(name);
   const mtu = opts.mtu ?? DEFAULT_MTU;
   if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) {
@@ -265,10 +275,12 @@ export function openTun(name: string, opts: { mtu?: number } = {}): TunDevice {
   try {
     ctl = libc.socketIn(null);
     const ifr = ifreq(name);
-    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, 16);
+    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | (opts.offload ? IFF_VNET_HDR : 0), 16);
     const r = libc.ioctl(fd, TUNSETIFF, ifr);
     if (r < 0) throw setIffError(name, -r, ctl.fd);
-    const dev = new NativeTun(fd, ifName(ifr), ctl); // the kernel writes back the real name ("wg%d" templates)
+    // A kernel that refuses the offloads still works with the header: it then sends plain packets only.
+    if (opts.offload) libc.ioctlValue(fd, TUNSETOFFLOAD, TUN_F_CSUM_TSO);
+    const dev = new NativeTun(fd, ifName(ifr), !!opts.offload, ctl); // the kernel writes back the real name
     const m = dev.setMtu(mtu);
     if (m < 0) throw new WgError('EINVAL', `cannot set MTU ${mtu} on ${dev.name}: ${errnoText(m)}`, -m);
     return dev;
@@ -288,7 +300,7 @@ export function adoptTun(fd: number): TunDevice {
   if ((flags & (IFF_TUN | IFF_NO_PI)) !== (IFF_TUN | IFF_NO_PI)) {
     throw new WgError('EINVAL', `fd ${fd} is not an IFF_TUN|IFF_NO_PI device (flags 0x${flags.toString(16)})`, E.EINVAL);
   }
-  return new NativeTun(fd, ifName(ifr));
+  return new NativeTun(fd, ifName(ifr), (flags & IFF_VNET_HDR) !== 0);
 }
 
 /**
@@ -337,6 +349,7 @@ export function watchLink(tun: TunDevice, cb: (ev: LinkEvent) => void, opts: { i
  */
 export class MemoryTun implements TunDevice, LinkProbe {
   readonly fd = -1;
+  readonly vnetHdr = false;
   readonly written: Uint8Array[] = [];
   onWrite: ((packet: Uint8Array) => void) | null = null;
   private readonly inbound: Uint8Array[] = [];
