@@ -252,8 +252,21 @@ export class GroTable {
    * @param outOff headroom before the virtio header in each slot.
    * @param maxOpen how many flows can be open at once; beyond that the oldest-listed is closed.
    */
-  constructor(out: Uint8Array[], outOff = 0, maxOpen = 64) {
+  private readonly verifyTcp: boolean;
+  private readonly passFlags: number;
+
+  /**
+   * opts.verifyTcp (default true): check each segment's TCP checksum before it may join. A WireGuard receive
+   * path turns it off: the kernel module marks every decrypted packet CHECKSUM_UNNECESSARY because its
+   * Poly1305 tag already proves the bytes are what the peer sealed, so the payload pass buys nothing there.
+   * The IPv4 header checksum is always checked: the stack verifies it whatever the virtio header says.
+   * opts.dataValid: pass-through packets get VIRTIO_NET_HDR_F_DATA_VALID (CHECKSUM_UNNECESSARY) for the
+   * same reason.
+   */
+  constructor(out: Uint8Array[], outOff = 0, maxOpen = 64, opts: { verifyTcp?: boolean; dataValid?: boolean } = {}) {
     if (maxOpen < 1) throw new RangeError('maxOpen must be >= 1');
+    this.verifyTcp = opts.verifyTcp ?? true;
+    this.passFlags = opts.dataValid ? VNET_HDR_F_DATA_VALID : 0;
     this.out = out;
     this.outOff = outOff;
     this.pktLen = new Int32Array(out.length);
@@ -288,6 +301,7 @@ export class GroTable {
     if (b.length < p + len) throw new RangeError(`GRO slot ${s} too small for a ${len}-byte packet`);
     this.used++;
     b.fill(0, this.outOff, p);
+    b[this.outOff] = this.passFlags; // a slot that coalesces gets its real header at flush
     b.set(pkt.subarray(off, off + len), p);
     this.pktLen[s] = len;
     this.segs[s] = c === 1 ? 1 : 0;
@@ -313,7 +327,7 @@ export class GroTable {
     for (let s = 0; s < n; s++) {
       const len = this.pktLen[s];
       outLens[s] = VNET_HDR_LEN + len;
-      if (this.segs[s] < 2) continue; // zero header already written, packet unchanged
+      if (this.segs[s] < 2) continue; // its pass-through header was written at push, packet unchanged
       const b = this.out[s];
       const v4 = b[p] >> 4 === 4;
       const ipHl = v4 ? 20 : 40;
@@ -375,6 +389,7 @@ export class GroTable {
     if (!ok) return 0;
     const f = pkt[t + 13];
     if ((f !== TCP_ACK && f !== (TCP_ACK | TCP_PSH)) || len === ipHl + thl) return 0;
+    if (!this.verifyTcp) return 1;
     const tcpLen = len - ipHl;
     const sum = sum16(pkt, v === 4 ? off + 12 : off + 8, v === 4 ? 8 : 32, PROTO_TCP + tcpLen);
     return fold(sum16(pkt, t, tcpLen, sum)) === 0xffff ? 1 : 0;

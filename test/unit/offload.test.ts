@@ -136,9 +136,9 @@ function split(pkt: Uint8Array, gso: number, outOff = 0): Uint8Array[] {
   return Array.from({ length: n }, (_, i) => out[i].slice(outOff, outOff + lens[i]));
 }
 /** Runs packets through a GroTable and returns each written slot as [vnet header, packet]. */
-function gro(pkts: Uint8Array[], outOff = 0): { hdr: VnetHdr; pkt: Uint8Array }[] {
+function gro(pkts: Uint8Array[], outOff = 0, opts: { verifyTcp?: boolean; dataValid?: boolean } = {}): { hdr: VnetHdr; pkt: Uint8Array }[] {
   const out = slots(pkts.length + 1);
-  const t = new GroTable(out, outOff);
+  const t = new GroTable(out, outOff, 64, opts);
   for (const p of pkts) assert.equal(t.push(p, 0, p.length), true);
   const lens = new Int32Array(out.length);
   const n = t.flush(lens);
@@ -481,4 +481,31 @@ test('split then coalesce round-trips to the original super-packet and header (I
     assert.deepEqual(r[0].pkt, orig);
     assert.deepEqual(r[0].hdr, tsoHdr(orig, gso));
   }
+});
+
+test('GRO for a WireGuard receive path: TCP checksums not re-verified, IPv4 headers still are, DATA_VALID on singles', () => {
+  const opts = { verifyTcp: false, dataValid: true };
+  // A segment whose TCP checksum is off still joins (the AEAD vouched for its bytes), and the super-packet's
+  // partial checksum is computed from scratch, so it completes to a valid one over the bytes as they are.
+  const a = seg({ seq: 1000, payload: 700 });
+  const b = seg({ seq: 1700, payload: 700 });
+  b[60] ^= 1;
+  const r = gro([a, b], 0, opts);
+  assert.equal(r.length, 1);
+  checkCoalesced(r[0], 700);
+  // With verification on (the default) the same pair stays apart.
+  assert.equal(gro([a, b]).length, 2);
+  // A bad IPv4 header checksum never joins: the stack checks it whatever the virtio header claims.
+  const badIp = seg({ seq: 2400, payload: 700 });
+  badIp[10] ^= 1;
+  const r2 = gro([seg({ seq: 1700, payload: 700 }), badIp], 0, opts);
+  assert.equal(r2.length, 2);
+  assert.deepEqual(r2[1].pkt, badIp);
+  // Single packets pass through unchanged, marked DATA_VALID.
+  const udp = build({ payload: 100 });
+  udp[9] = 17;
+  const one = gro([udp], 0, opts);
+  assert.equal(one[0].hdr.flags, VNET_HDR_F_DATA_VALID);
+  assert.equal(one[0].hdr.gsoType, 0);
+  assert.deepEqual(one[0].pkt, udp);
 });
