@@ -150,7 +150,10 @@ for (const cfg of CONFIGS) {
       const h = wgtsHost(t);
       const o = t.other(h);
       const rx0 = (await transfer(t, o)).rx;
-      const dump = t.exec(o, ['timeout', '6', 'tcpdump', '-n', '-l', '-c', '3', '-i', t.veth[o.name], 'udp', 'and', 'src', 'host', h.underlay4], { timeoutMs: 10_000 });
+      // Only keepalives (UDP length 8 + 32 = 40) count toward -c 3: data still in flight from the previous
+      // test (TCP teardown, say) must not use up the count.
+      const filter = ['udp', 'and', 'src', 'host', h.underlay4, 'and', 'udp[4:2]', '=', '40'];
+      const dump = t.exec(o, ['timeout', '6', 'tcpdump', '-n', '-l', '-c', '3', '-i', t.veth[o.name], ...filter], { timeoutMs: 10_000 });
       await sleep(800); // tcpdump needs a moment before it captures
       await t.wg(h, ['set', h.ifname, 'peer', o.publicKey, 'persistent-keepalive', '1']);
       try {
