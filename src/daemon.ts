@@ -14,7 +14,7 @@ import { SendPath } from './dataplane/send.js';
 import { CryptPool, type CryptPolicy } from './workers/pool.js';
 import { KeyTable } from './workers/keytable.js';
 import { openBindSync, type Bind } from './tun/bind.js';
-import { watchLink, type TunDevice } from './tun/tun.js';
+import { watchLink, type LinkEvent, type TunDevice } from './tun/tun.js';
 import { LoopGuard } from './tun/route.js';
 import { TunWriter } from './tun/writer.js';
 import type { Endpoint } from './peer.js';
@@ -188,7 +188,7 @@ export class Daemon implements UapiHost {
     });
   }
 
-  private onLink(ev: Parameters<Parameters<typeof watchLink>[1]>[0]): void {
+  private onLink(ev: LinkEvent): void {
     switch (ev.kind) {
       case 'deleted':
         void this.stop('interface deleted');

@@ -2,13 +2,12 @@
 // responder's new keypair waits as `next` until the initiator's first data packet confirms it. Send
 // nonces are a u32 lo/hi pair so assigning one allocates nothing.
 
-import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES } from '../constants.js';
+import { REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME } from '../constants.js';
 import type { SessionKeys } from '../handshake/noise.js';
 import { ReplayWindow } from './replay.js';
 
 const REJECT_HI = Number(REJECT_AFTER_MESSAGES >> 32n);
 const REJECT_LO = Number(REJECT_AFTER_MESSAGES & 0xffffffffn);
-const REKEY_HI = Number(REKEY_AFTER_MESSAGES >> 32n); // 2^28, REKEY_AFTER_MESSAGES has a zero low half
 
 export class Keypair {
   readonly sendKey: Uint8Array;
@@ -67,10 +66,6 @@ export class Keypair {
     this.sendLo = Number(v & 0xffffffffn);
   }
 
-  /** More than REKEY_AFTER_MESSAGES sent: time for a new handshake. */
-  get pastRekeyMessages(): boolean {
-    return this.sendHi > REKEY_HI || (this.sendHi === REKEY_HI && this.sendLo > 0);
-  }
 
   /** Keys older than REJECT_AFTER_TIME are never used in either direction. */
   expired(now: number, rejectAfterTime = REJECT_AFTER_TIME): boolean {

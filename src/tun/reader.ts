@@ -5,12 +5,10 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { AEAD_TAG_SIZE, DATA_HEADER_SIZE } from '../constants.js';
-
-const EAGAIN = 11;
-const EBADFD = 77;
 import { META_LEN, SlotArena, type SlotArenaShape } from '../queues/slots.js';
 import { SpscQueue } from '../queues/spsc.js';
 import { tunRead } from './tun.js';
+import { E } from './libc.js'; // constants only: ffi-rs itself loads lazily, on the main thread
 import { GRO_MAX_PACKET, parseVnetHdr, tsoSplit, VNET_HDR_GSO_NONE, VNET_HDR_LEN, type VnetHdr } from '../dataplane/offload.js';
 
 export interface TunReaderData {
@@ -29,7 +27,7 @@ const MAX_SEGMENTS = 160;
 
 function fail(n: number): void {
   // -EBADFD: the interface was deleted. The control thread decides what that means.
-  parentPort?.postMessage({ kind: 'error', code: n === -EBADFD ? 'EBADFD' : `errno ${-n}`, message: 'TUN read failed' } satisfies TunReaderMessage);
+  parentPort?.postMessage({ kind: 'error', code: n === -E.EBADFD ? 'EBADFD' : `errno ${-n}`, message: 'TUN read failed' } satisfies TunReaderMessage);
 }
 
 /**
@@ -48,7 +46,7 @@ function runOffload(data: TunReaderData): void {
   for (;;) {
     const n = tunRead(data.fd, stage, 0, stage.length);
     if (n < 0) {
-      if (n === -EAGAIN) continue;
+      if (n === -E.EAGAIN) continue;
       return fail(n);
     }
     if (n <= VNET_HDR_LEN || !parseVnetHdr(stage, 0, hdr)) continue;
@@ -88,7 +86,7 @@ function run(data: TunReaderData): void {
     }
     const n = tunRead(data.fd, arena.bytes, arena.offset(s) + DATA_HEADER_SIZE, room);
     if (n < 0) {
-      if (n === -EAGAIN) continue; // keeps the slot; cannot happen on a blocking fd
+      if (n === -E.EAGAIN) continue; // keeps the slot; cannot happen on a blocking fd
       return fail(n);
     }
     arena.set(s, META_LEN, n);

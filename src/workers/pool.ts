@@ -119,10 +119,6 @@ export class CryptPool {
     else if (this.offload && (u < OFFLOAD_OFF || idle < IDLE_OFF)) this.offload = false;
   }
 
-  get offloading(): boolean {
-    return this.offload;
-  }
-
   async close(): Promise<void> {
     if (this.sampler) clearInterval(this.sampler);
     await this.pool.destroy();
