@@ -1,10 +1,13 @@
 // `npm run bench`: the protocol-core benchmark, then the tunnel benchmark against wireguard-go (root, namespaces);
 // prints both tables and writes one JSON file per run under bench/results/, named by date.
+// With the tunnel benchmark it also draws bench/results/bench-<date>.svg (bench/chart.ts) from that JSON.
 // Flags: --quick (core: short; tunnel: 1 round, 2 s per iperf3 run), --no-tunnel (core only, no root needed).
 
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, hostname } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, release } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { runCoreBench } from './core.js';
+import { chartPathFor, renderChart } from './chart.js';
 import { formatTunnelTable, runTunnelBench, type TunnelBenchResult } from './tunnel.js';
 import { missingPrerequisites } from '../test/harness/netns.js';
 
@@ -13,6 +16,15 @@ const noTunnel = process.argv.includes('--no-tunnel');
 const started = new Date();
 const core = runCoreBench(quick);
 const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
+/** The CPU model as /proc/cpuinfo names it (os.cpus() may shorten it), for the chart's title. */
+function cpuModel(): string {
+  try {
+    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].trim() ?? 'unknown CPU';
+  } catch {
+    return cpus()[0]?.model ?? 'unknown CPU';
+  }
+}
+const system = { cores: cpus().length, cpuModel: cpuModel(), kernel: release(), node: process.version };
 
 const rows: [string, string][] = [
   ['handshakes per second (one core, create+consume both messages)', core.handshakesPerSecond.toFixed(0)],
@@ -21,7 +33,7 @@ const rows: [string, string][] = [
   ['wrapper / raw', core.sealRatio.toFixed(3)],
 ];
 const w = Math.max(...rows.map((r) => r[0].length));
-console.log(`wgts core benchmark, ${started.toISOString()}, ${machine}`);
+console.log(`wgts core benchmark, ${started.toISOString()}, ${system.cores} x ${system.cpuModel}, kernel ${system.kernel}, Node ${system.node}`);
 for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
 
 let tunnel: TunnelBenchResult | undefined;
@@ -48,6 +60,11 @@ if (noTunnel) {
 const dir = new URL('../../bench/results/', import.meta.url);
 mkdirSync(dir, { recursive: true });
 const file = new URL(`bench-${started.toISOString().replace(/[:.]/g, '-')}.json`, dir);
-const out = { date: started.toISOString(), machine, host: hostname(), quick, core, tunnel: tunnel ?? null, tunnelSkipped: tunnelSkipped ?? null };
+const out = { date: started.toISOString(), machine, system, host: hostname(), quick, core, tunnel: tunnel ?? null, tunnelSkipped: tunnelSkipped ?? null };
 writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
 console.log(`wrote ${file.pathname}`);
+if (tunnel) {
+  const svg = chartPathFor(fileURLToPath(file));
+  writeFileSync(svg, renderChart(out));
+  console.log(`wrote ${svg}`);
+}

@@ -2,11 +2,16 @@
 // two namespaces (test/harness/netns.ts), measured in one run with rounds alternating between configurations
 // (a fresh topology per configuration per round, order rotated each round, the wgts crypto-thread scaling
 // runs inside the same rounds), so machine noise hits all alike.
-// Per topology: iperf3 TCP 1 stream both ways, 4 streams, UDP flood, ping RTT, daemon CPU seconds per GB.
+// Per topology: iperf3 TCP 1 stream both ways, 4 streams, UDP flood, UDP packets per second at three payload
+// sizes (issue 4 item 4), ping RTT, daemon CPU seconds per GB, and the main-thread GC time of the wgts daemons
+// (issue 4 item 3) through the bench/gcprobe.ts preload.
 
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Topology, type Impl, sleep } from '../test/harness/netns.js';
+import { gcDelta, gcProbeEnv, readGc, snapshotGc, sumGc, type GcDelta, type GcTotals } from './gc.js';
 
 export interface TunnelBenchOptions {
   rounds: number;
@@ -21,6 +26,13 @@ export interface IperfSample {
   bytes: number;
   cpuSeconds: number;
   lossPercent?: number;
+  /** The receiver's measured duration, s. */
+  seconds?: number;
+  /** UDP: datagrams the receiver got, and those per second. */
+  packets?: number;
+  pps?: number;
+  /** Main-thread GC of the wgts daemons in the topology during the run (absent without a wgts daemon). */
+  gc?: GcDelta;
   error?: string;
 }
 
@@ -30,6 +42,12 @@ export interface TopologySample {
   round: number;
   tests: Record<string, IperfSample>;
   rttMs: number | null;
+  /** The tunnel interface's MTU in a (the UDP payload sizes are chosen to fit 1420). */
+  mtu?: number;
+  /** How many wgts daemons the GC figures cover (0, 1 or 2). */
+  gcDaemons?: number;
+  /** Each wgts daemon's GC totals written by the probe when the daemon was stopped (lifetime, not one run). */
+  gcAtExit?: GcTotals[];
   problems: string[];
 }
 
@@ -63,13 +81,27 @@ export const SCALING: ConfigSpec[] = [1, 2, 4].map((n) => ({
   singleOnly: true,
 }));
 
-const TESTS: { key: string; args: string[]; udp?: boolean }[] = [
+/**
+ * UDP payload sizes of the packets-per-second runs. The largest is 1392, not 1420: the tunnel's MTU is 1420
+ * and a 1420-byte payload plus 20 bytes of IPv4 and 8 of UDP would be fragmented into two tunnel packets.
+ */
+export const PPS_SIZES = [64, 512, 1392];
+const TUNNEL_MTU = 1420;
+
+interface TestSpec {
+  key: string;
+  args: string[];
+  /** UDP datagram payload (iperf3 -l); absent for TCP. */
+  payload?: number;
+}
+const udp = (key: string, payload: number): TestSpec => ({ key, args: ['-u', '-b', '0', '-l', String(payload)], payload });
+const TESTS: TestSpec[] = [
   { key: 'tcp1_ab', args: [] },
   { key: 'tcp1_ba', args: ['-R'] },
   { key: 'tcp4_ab', args: ['-P', '4'] },
-  { key: 'udp_ab', args: ['-u', '-b', '0', '-l', '1372'], udp: true },
+  udp('udp_ab', 1372),
+  ...PPS_SIZES.map((n) => udp(`udp${n}`, n)),
 ];
-const UDP_PAYLOAD = 1372;
 const IPERF_PORT = '5201';
 
 let clkTck = 0;
@@ -102,30 +134,56 @@ async function startServer(t: Topology, seconds: number): Promise<{ done: Promis
   return { done };
 }
 
-/** One iperf3 client run from a to b's tunnel address, bracketed by CPU readings of both daemons. */
-async function iperf(t: Topology, pids: (number | undefined)[], args: string[], seconds: number, udp = false): Promise<IperfSample> {
+/** The daemons of one topology: all of them for CPU, the wgts ones (with the GC probe) for GC. */
+interface Daemons {
+  pids: (number | undefined)[];
+  gcPids: number[];
+  gcDir: string;
+}
+
+/** GC snapshots of every probed daemon; undefined if one did not answer. */
+async function gcSnapshots(d: Daemons): Promise<GcTotals[] | undefined> {
+  const snaps = await Promise.all(d.gcPids.map((p) => snapshotGc(d.gcDir, p)));
+  return snaps.every((s) => s !== undefined) ? (snaps as GcTotals[]) : undefined;
+}
+
+/** One iperf3 client run from a to b's tunnel address, bracketed by CPU readings and GC snapshots of the daemons. */
+async function iperf(t: Topology, d: Daemons, args: string[], seconds: number, payload?: number): Promise<IperfSample> {
   const server = await startServer(t, seconds);
-  const cpu0 = daemonsCpu(pids);
+  const gc0 = d.gcPids.length ? await gcSnapshots(d) : undefined;
+  const cpu0 = daemonsCpu(d.pids);
   const r = await t.exec(t.a, ['iperf3', '-c', t.b.tunnel4, '-p', IPERF_PORT, '-t', String(seconds), '-J', ...args], {
     timeoutMs: (seconds + 15) * 1000,
   });
-  const cpu = daemonsCpu(pids) - cpu0;
+  const cpu = daemonsCpu(d.pids) - cpu0;
+  const gc1 = gc0 ? await gcSnapshots(d) : undefined;
+  // No GC figure (gc absent) when a probed daemon did not answer; measure() reports that as a problem.
+  const gc = gc0 && gc1 ? { gc: sumGc(gc1.map((s, i) => gcDelta(gc0[i], s))) } : {};
   await server.done;
   try {
     const j = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: Record<string, number> } };
-    if (j.error) return { mbps: NaN, bytes: 0, cpuSeconds: cpu, error: j.error };
+    if (j.error) return { mbps: NaN, bytes: 0, cpuSeconds: cpu, error: j.error, ...gc };
     const s = j.end?.sum_received;
     if (!s) throw new Error('no end.sum_received');
-    if (udp) {
+    if (payload !== undefined) {
       // Delivered datagrams times their size: the receiver's own count, not the sender's byte total.
-      const bytes = (s.packets - s.lost_packets) * UDP_PAYLOAD;
-      return { mbps: (bytes * 8) / s.seconds / 1e6, bytes, cpuSeconds: cpu, lossPercent: s.lost_percent };
+      const packets = s.packets - s.lost_packets;
+      const bytes = packets * payload;
+      const pps = packets / s.seconds;
+      return { mbps: (bytes * 8) / s.seconds / 1e6, bytes, cpuSeconds: cpu, seconds: s.seconds, lossPercent: s.lost_percent, packets, pps, ...gc };
     }
-    return { mbps: (s.bytes * 8) / s.seconds / 1e6, bytes: s.bytes, cpuSeconds: cpu };
+    return { mbps: (s.bytes * 8) / s.seconds / 1e6, bytes: s.bytes, cpuSeconds: cpu, seconds: s.seconds, ...gc };
   } catch (e) {
     const why = `${e instanceof Error ? e.message : String(e)}; exit ${r.code}: ${r.stderr.trim().slice(0, 200)}`;
-    return { mbps: NaN, bytes: 0, cpuSeconds: cpu, error: why };
+    return { mbps: NaN, bytes: 0, cpuSeconds: cpu, error: why, ...gc };
   }
+}
+
+/** The MTU of h's tunnel interface, or undefined. */
+async function mtuOf(t: Topology, h: Topology['a']): Promise<number | undefined> {
+  const r = await t.exec(h, ['ip', '-o', 'link', 'show', 'dev', h.ifname], { timeoutMs: 5000 });
+  const m = / mtu (\d+)/.exec(r.stdout);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Average RTT of `ping -c 50 -i 0.02` a -> b through the tunnel, ms. */
@@ -146,19 +204,29 @@ async function handshake(t: Topology): Promise<boolean> {
 
 async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l: string) => void): Promise<TopologySample> {
   const sample: TopologySample = { config: spec.name, round, tests: {}, rttMs: null, problems: [] };
-  const t = await Topology.create({ impls: spec.impls, env: spec.env ?? {} });
+  // Every wgts daemon gets the GC probe, in every configuration, so the probe's own cost is in all wgts figures.
+  const gcDir = mkdtempSync(join(tmpdir(), `wgts-bench-gc-${process.pid}-`));
+  const t = await Topology.create({ impls: spec.impls, env: { ...spec.env, ...gcProbeEnv(gcDir) } });
+  let gcPids: number[] = [];
   try {
     if (!(await handshake(t))) throw new Error(`no handshake: ${t.log(t.a).slice(-500)}`);
     const pids = [t.daemonPid(t.a), t.daemonPid(t.b)];
     if (pids.some((p) => p === undefined)) sample.problems.push('a daemon pid was not found: CPU figures are incomplete');
-    await iperf(t, pids, [], 1); // warm-up (JIT, TCP caches): not counted
+    gcPids = [t.a, t.b].flatMap((h, i) => (h.impl === 'wgts' && pids[i] !== undefined ? [pids[i]] : []));
+    sample.gcDaemons = gcPids.length;
+    sample.mtu = await mtuOf(t, t.a);
+    if (sample.mtu !== TUNNEL_MTU) sample.problems.push(`tunnel MTU is ${sample.mtu ?? 'unknown'}, the UDP sizes assume ${TUNNEL_MTU}`);
+    const daemons: Daemons = { pids, gcPids, gcDir };
+    await iperf(t, daemons, [], 1); // warm-up (JIT, TCP caches): not counted
     await sleep(300);
     // RTT on an idle tunnel, before the floods (their queues would still be draining).
     if (!spec.singleOnly) sample.rttMs = await pingRtt(t);
     for (const test of spec.singleOnly ? TESTS.slice(0, 1) : TESTS) {
-      const s = await iperf(t, pids, test.args, seconds, test.udp);
+      const s = await iperf(t, daemons, test.args, seconds, test.payload);
       sample.tests[test.key] = s;
       if (s.error) sample.problems.push(`${test.key}: ${s.error}`);
+      if (gcPids.length && !s.gc) sample.problems.push(`${test.key}: a wgts daemon did not answer the GC probe`);
+      if (test.payload !== undefined) await sleep(200); // let a flood's queues drain before the next run
     }
   } catch (e) {
     sample.problems.push(e instanceof Error ? e.message : String(e));
@@ -168,9 +236,17 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     } catch (e) {
       sample.problems.push(e instanceof Error ? e.message : String(e));
     }
+    // The probe writes its totals on exit: a missing file means the daemon did not exit through process.exit.
+    const atExit = gcPids.map((p) => readGc(gcDir, p));
+    if (atExit.some((g) => !g?.final)) sample.problems.push('a wgts daemon wrote no GC totals when it was stopped');
+    sample.gcAtExit = atExit.filter((g): g is GcTotals => g !== undefined);
+    rmSync(gcDir, { recursive: true, force: true });
   }
   const f = (k: string) => (sample.tests[k] ? sample.tests[k].mbps.toFixed(0) : '-');
-  const extra = spec.singleOnly ? '' : ` b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, rtt ${sample.rttMs ?? '-'} ms`;
+  const pps = (n: number) => (sample.tests[`udp${n}`]?.pps !== undefined ? (sample.tests[`udp${n}`].pps! / 1000).toFixed(0) : '-');
+  const extra = spec.singleOnly
+    ? ''
+    : ` b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms`;
   log(`  round ${round + 1} ${spec.name}: 1 stream a->b ${f('tcp1_ab')}${extra}${sample.problems.length ? ` [${sample.problems.join('; ')}]` : ''}`);
   return sample;
 }
@@ -190,6 +266,22 @@ function cpuPerGb(s: TopologySample): number {
   return bytes > 0 ? cpu / (bytes / 1e9) : NaN;
 }
 
+/** Main-thread GC ms of the wgts daemons per GB over the TCP runs; NaN without wgts or a missing snapshot. */
+function gcPerGb(s: TopologySample): number {
+  const tcp = Object.entries(s.tests).filter(([k, v]) => k.startsWith('tcp') && !v.error);
+  if (!s.gcDaemons || !tcp.length || tcp.some(([, v]) => !v.gc)) return NaN;
+  const bytes = tcp.reduce((n, [, v]) => n + v.bytes, 0);
+  return bytes > 0 ? tcp.reduce((n, [, v]) => n + v.gc!.ms, 0) / (bytes / 1e9) : NaN;
+}
+
+/** Main-thread GC ms per second per wgts daemon over every measured run (TCP and the UDP floods). */
+function gcPerSecond(s: TopologySample): number {
+  const runs = Object.values(s.tests).filter((v) => !v.error);
+  if (!s.gcDaemons || !runs.length || runs.some((v) => !v.gc || !v.seconds)) return NaN;
+  const seconds = runs.reduce((n, v) => n + v.seconds!, 0) * s.gcDaemons;
+  return runs.reduce((n, v) => n + v.gc!.ms, 0) / seconds;
+}
+
 interface Metric {
   key: string;
   label: string;
@@ -205,8 +297,15 @@ const METRICS: Metric[] = [
   { key: 'udp_ab_mbps', label: 'UDP -b 0 -l 1372 delivered (Mbit/s)', better: 'higher', digits: 0, get: mbps('udp_ab') },
   { key: 'udp_loss_pct', label: 'UDP -b 0 loss (%)', better: 'lower', digits: 1, get: (s) => s.tests.udp_ab?.lossPercent ?? NaN },
   { key: 'rtt_ms', label: 'ping RTT avg, -c 50 -i 0.02 (ms)', better: 'lower', digits: 3, get: (s) => s.rttMs ?? NaN },
+  ...PPS_SIZES.flatMap((n): Metric[] => [
+    { key: `udp${n}_pps`, label: `UDP -b 0 -l ${n} delivered (packets/s)`, better: 'higher', digits: 0, get: (s) => s.tests[`udp${n}`]?.pps ?? NaN },
+    { key: `udp${n}_loss_pct`, label: `  loss at -l ${n} (%)`, better: 'lower', digits: 1, get: (s) => s.tests[`udp${n}`]?.lossPercent ?? NaN },
+  ]),
   { key: 'cpu_s_per_gb', label: 'daemon CPU per GB, TCP runs (CPU s/GB)', better: 'lower', digits: 1, get: cpuPerGb },
+  { key: 'gc_ms_per_gb', label: 'wgts main-thread GC per GB, TCP runs (ms/GB)', better: 'lower', digits: 1, get: gcPerGb },
+  { key: 'gc_ms_per_s', label: 'wgts main-thread GC per daemon-second, all runs (ms/s)', better: 'lower', digits: 2, get: gcPerSecond },
 ];
+const metric = (key: string): Metric => METRICS.find((m) => m.key === key)!;
 
 function summarize(samples: TopologySample[]): Medians {
   const m: Medians = {};
@@ -255,8 +354,9 @@ export function formatTunnelTable(res: TunnelBenchResult): string {
   for (const m of METRICS) row(m.label, m, TS, MIX);
   for (const spec of SCALING) {
     const n = spec.env?.WGTS_CRYPTO_THREADS;
-    row(`TCP 1 stream a->b, WGTS_CRYPTO_THREADS=${n} (Mbit/s)`, METRICS[0], spec.name, null);
-    row(`  CPU per GB, WGTS_CRYPTO_THREADS=${n} (CPU s/GB)`, METRICS[METRICS.length - 1], spec.name, null);
+    row(`TCP 1 stream a->b, WGTS_CRYPTO_THREADS=${n} (Mbit/s)`, metric('tcp1_ab_mbps'), spec.name, null);
+    row(`  CPU per GB, WGTS_CRYPTO_THREADS=${n} (CPU s/GB)`, metric('cpu_s_per_gb'), spec.name, null);
+    row(`  main-thread GC per GB, WGTS_CRYPTO_THREADS=${n} (ms/GB)`, metric('gc_ms_per_gb'), spec.name, null);
   }
   const head = ['metric', 'better', 'wgts<->wgts', 'wg-go<->wg-go', 'wgts<->wg-go', 'wgts/wg-go', 'per-round'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -269,5 +369,9 @@ export function formatTunnelTable(res: TunnelBenchResult): string {
     'wgts/wg-go: wgts<->wgts median over wg-go<->wg-go median; per-round: range of the same ratio taken round by round.',
     'a->b: iperf3 client in a sends to the server in b. wgts<->wg-go: a runs wgts, b runs wireguard-go.',
     'CPU: utime+stime of both daemon processes (all threads) during the TCP runs. Scaling rows compare with wg-go<->wg-go.',
+    `UDP packets/s: datagrams the iperf3 server received per second (iperf3 -u -b 0, one sender); ${PPS_SIZES[PPS_SIZES.length - 1]} B is the`,
+    `  largest IPv4 payload in the ${TUNNEL_MTU} MTU tunnel (1420 B would fragment). Loss: sent but not received.`,
+    'GC: main-thread garbage collection of the wgts daemons (bench/gcprobe.ts, PerformanceObserver), crypto workers',
+    '  not included; wireguard-go has no figure. wgts<->wg-go counts only its wgts side (a).',
   ].join('\n');
 }

@@ -89,7 +89,7 @@ export class Daemon implements UapiHost {
       log: log.at,
       keypairHooks: hooks,
     });
-    this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads, opts.cryptoPolicy);
+    this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads, opts.cryptoPolicy, log.at);
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool,
       (d, to) => this.transmit(d, to), (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
     this.receive = new ReceivePath(this.device, this.inbound, this.pool, this.writer, log.error);

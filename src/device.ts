@@ -106,7 +106,10 @@ export class Device {
   /** Sets (clamped) or removes our private key. A peer whose public key becomes ours is removed. */
   setPrivateKey(key: Uint8Array | null): void {
     const next = key ? new LocalStatic(this.ctx.suite, key) : null;
-    if (next && this.local && equal(next.privateKey, this.local.privateKey)) return;
+    if (next && this.local && equal(next.privateKey, this.local.privateKey)) {
+      next.zero(); // the unneeded copy of the same key
+      return;
+    }
     if (next) {
       const self = this.peer(next.publicKey);
       if (self) this.removePeer(self);
@@ -150,7 +153,7 @@ export class Device {
     this.forgetSessions(peer);
     this.allowedIps.removeByPeer(peer);
     peer.staged.clear();
-    peer.presharedKey = new Uint8Array(32);
+    peer.handshake.erase(); // pre-shared key and static-static DH overwritten, not just dropped
     this.peers.delete(keyToHex(peer.publicKey));
   }
 
@@ -160,6 +163,7 @@ export class Device {
     for (const peer of this.peers.values()) {
       peer.timers.start();
       if (peer.timers.persistentKeepalive > 0) this.sendKeepalive(peer);
+      else if (peer.staged.size) this.sendStaged(peer); // what the TUN gave us before the link-up was seen
     }
   }
 
@@ -233,6 +237,9 @@ export class Device {
 
   /** Seals and sends what is staged, here on the control thread: staged traffic is small and rare. */
   sendStaged(peer: Peer): void {
+    // Down, or up before the daemon's link poll noticed: the timers are stopped, so a handshake started now
+    // would never be retransmitted. The packets stay staged and up() sends them.
+    if (!this.isUp) return;
     const kp = this.sendingKeypair(peer);
     if (!kp) {
       if (peer.staged.size) this.initiate(peer, false);
@@ -332,11 +339,16 @@ export class Device {
 
   private receiveInitiation(msg: Uint8Array, from: Endpoint): Reason | null {
     let peer: Peer | undefined;
+    let ownPending = 0;
     const r = consumeInitiation(this.ctx, this.local, msg, (pub) => {
       peer = this.peer(pub);
+      ownPending = peer?.handshake.localIndex ?? 0;
       return peer?.handshake;
     });
     if (!r.ok || !peer) return this.drop(r.ok ? 'unknown-peer' : r.reason);
+    // Crossing initiations: consuming theirs wiped our own in-flight handshake, whose index would otherwise
+    // stay in the table for good (one leaked entry, holding the peer, per crossing; issue 5 fuzzing).
+    if (ownPending) this.index.delete(ownPending);
     this.authenticated(peer, from, msg.length);
     this.log('verbose', `${peer.name}: received handshake initiation`);
 
@@ -466,7 +478,8 @@ export class Device {
               this.initiate(peer, false);
               break;
             case 'give-up':
-              this.log('verbose', `${peer.name}: handshake did not complete after ${peer.timers.handshakeAttempts + 2} attempts, giving up`);
+              // The first initiation plus its retries: MAX_TIMER_HANDSHAKES + 2, the number both peers print.
+              this.log('verbose', `${peer.name}: handshake did not complete after ${peer.timers.handshakeAttempts + 1} attempts, giving up`);
               peer.staged.clear();
               break;
             case 'send-keepalive':

@@ -12,6 +12,15 @@ import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
 import { BATCH } from './send.js';
 
+/**
+ * Handshake messages get at most this much of each event-loop turn. Their real backlog sits in the socket
+ * buffer, of which libuv reads only 32 datagrams per socket per turn: draining everything every turn kept
+ * the queue far below UNDER_LOAD_QUEUE_LEN, so a flood never turned on cookies and cost a DH per message
+ * (issue 5 item 3). With a budget the queue grows whenever handshakes arrive faster than they are handled,
+ * as the kernel's handshake queue does, and "under load" follows from its length.
+ */
+const HANDSHAKE_BUDGET_MS = 1;
+
 export class ReceivePath {
   private readonly board = new BatchBoard();
   private readonly queues = new PeerQueues<Peer>();
@@ -103,10 +112,15 @@ export class ReceivePath {
     this.flushScheduled = false;
     if (this.pendingCount) this.dispatch();
     const hs = this.handshakes;
+    const stop = performance.now() + HANDSHAKE_BUDGET_MS;
     while (hs.length) {
       const { msg, from } = hs.shift()!;
       this.device.receive(msg, from, hs.length);
+      // Under load each one is cheap (a cookie reply, or a DH for at most 20/s per source): drain them all,
+      // or a full queue would starve whichever socket libuv reads second.
+      if (!this.device.underLoad(hs.length) && performance.now() >= stop) break;
     }
+    if (hs.length) this.scheduleFlush(); // the rest waits for the next turn, and counts as backlog there
   };
 
   private dispatch(): void {

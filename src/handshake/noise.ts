@@ -1,6 +1,8 @@
 // Noise_IKpsk2 as WireGuard uses it (protocol.md "Cryptographic construction" and "Messages"; whitepaper
 // §5.4.2-5.4.3): create and consume the initiation and the response, then derive the transport keys.
 // Pure: time and randomness come from the context. macs are the cookie module's job (cookie.ts).
+// Secrets are overwritten once used (issue 5 item 8, as the kernel's memzero_explicit): intermediate
+// chaining keys, AEAD keys and DH results at once, replaced handshake state when it is replaced.
 
 import type { Clock, RandomSource } from '../clock.js';
 import {
@@ -71,6 +73,8 @@ export class Handshake {
 
   /** Recomputes the static-static DH after our private key changed. */
   precompute(suite: CipherSuite, local: LocalStatic | null): void {
+    // The peer's old DH value is a long-term secret of the old identity: no copy of it may outlive it.
+    this.precomputedStaticStatic?.fill(0);
     if (!local) {
       this.precomputedStaticStatic = null;
       return;
@@ -89,6 +93,26 @@ export class Handshake {
     this.localIndex = 0;
     this.remoteIndex = 0;
   }
+
+  /** The peer is gone: its in-flight handshake, pre-shared key and static-static DH are overwritten. */
+  erase(): void {
+    this.clear();
+    this.presharedKey.fill(0);
+    this.precomputedStaticStatic?.fill(0);
+    this.precomputedStaticStatic = null;
+  }
+}
+
+/** Zeroes secrets that are no longer needed (JS cannot free memory on demand, but it can overwrite it). */
+function wipe(...bufs: (Uint8Array | null)[]): void {
+  for (const b of bufs) b?.fill(0);
+}
+
+/** One KDF2 step of the chain that also wipes the chaining key it consumed (never a constant one). */
+function chain(c: Uint8Array, input: Uint8Array): [Uint8Array, Uint8Array] {
+  const out = kdf(2, c, input);
+  c.fill(0);
+  return out;
 }
 
 const mixHash = (h: Uint8Array, data: Uint8Array): Uint8Array => hash(h, data);
@@ -122,16 +146,22 @@ export function createInitiation(ctx: NoiseContext, local: LocalStatic | null, h
   h = mixHash(h, e.pub);
 
   const es = dh(ctx, e.priv, hs.remoteStatic);
-  if (!es) return fail('low-order');
+  if (!es) {
+    wipe(c, e.priv);
+    return fail('low-order');
+  }
   let key: Uint8Array;
-  [c, key] = kdf(2, c, es);
+  [c, key] = chain(c, es);
+  wipe(es);
   const encStatic = msg.subarray(Initiation.static, Initiation.static + 48);
   ctx.suite.seal(encStatic, key, 0, 0, local.publicKey, h);
+  wipe(key);
   h = mixHash(h, encStatic);
 
-  [c, key] = kdf(2, c, hs.precomputedStaticStatic);
+  [c, key] = chain(c, hs.precomputedStaticStatic);
   const encTs = msg.subarray(Initiation.timestamp, Initiation.timestamp + TAI64N_SIZE + 16);
   ctx.suite.seal(encTs, key, 0, 0, tai64n(ctx.clock), h);
+  wipe(key);
   h = mixHash(h, encTs);
 
   hs.clear();
@@ -160,26 +190,37 @@ export function consumeInitiation(
   let [c] = kdf(1, INITIAL_CHAIN_KEY, ephemeral);
 
   const es = dh(ctx, local.privateKey, ephemeral);
-  if (!es) return fail('low-order');
+  if (!es) {
+    wipe(c);
+    return fail('low-order');
+  }
   let key: Uint8Array;
-  [c, key] = kdf(2, c, es);
+  [c, key] = chain(c, es);
+  wipe(es);
   const encStatic = msg.subarray(Initiation.static, Initiation.static + 48);
   const remoteStatic = new Uint8Array(32);
-  if (!ctx.suite.open(remoteStatic, key, 0, 0, encStatic, h)) return fail('decrypt-failed');
+  const opened = ctx.suite.open(remoteStatic, key, 0, 0, encStatic, h);
+  wipe(key);
   h = mixHash(h, encStatic);
-
-  const hs = findPeer(remoteStatic);
-  if (!hs) return fail('unknown-peer');
-  if (!hs.precomputedStaticStatic) return fail('low-order');
-  [c, key] = kdf(2, c, hs.precomputedStaticStatic);
+  const hs = opened ? findPeer(remoteStatic) : undefined;
+  if (!hs || !hs.precomputedStaticStatic) {
+    wipe(c);
+    return fail(!opened ? 'decrypt-failed' : !hs ? 'unknown-peer' : 'low-order');
+  }
+  [c, key] = chain(c, hs.precomputedStaticStatic);
   const encTs = msg.subarray(Initiation.timestamp, Initiation.timestamp + TAI64N_SIZE + 16);
   const ts = new Uint8Array(TAI64N_SIZE);
-  if (!ctx.suite.open(ts, key, 0, 0, encTs, h)) return fail('decrypt-failed');
+  const tsOpened = ctx.suite.open(ts, key, 0, 0, encTs, h);
+  wipe(key);
   h = mixHash(h, encTs);
 
-  if (!tai64nAfter(ts, hs.lastTimestamp)) return fail('stale-timestamp');
   const now = ctx.clock.now();
-  if (now - hs.lastInitiationConsumption < INITIATION_INTERVAL) return fail('flood');
+  const refused = !tsOpened ? 'decrypt-failed' : !tai64nAfter(ts, hs.lastTimestamp) ? 'stale-timestamp'
+    : now - hs.lastInitiationConsumption < INITIATION_INTERVAL ? 'flood' : null;
+  if (refused) {
+    wipe(c);
+    return fail(refused);
+  }
 
   hs.clear();
   hs.lastTimestamp = ts;
@@ -200,14 +241,19 @@ export function consumeInitiation(
 function mixResponse(
   hs: Handshake, responderEphemeral: Uint8Array, ee: Uint8Array | null, se: Uint8Array | null,
 ): { h: Uint8Array; c: Uint8Array; key: Uint8Array } | null {
-  if (!ee || !se) return null;
+  if (!ee || !se) {
+    wipe(ee, se);
+    return null;
+  }
   let h = mixHash(hs.hash, responderEphemeral);
-  let [c] = kdf(1, hs.chainKey, responderEphemeral);
-  [c] = kdf(1, c, ee);
-  [c] = kdf(1, c, se);
-  const [c2, tau, key] = kdf(3, c, hs.presharedKey);
+  // hs.chainKey stays as it is: a response that fails later must leave the handshake untouched.
+  const [c1] = kdf(1, hs.chainKey, responderEphemeral);
+  const [c2] = kdf(1, c1, ee);
+  const [c3] = kdf(1, c2, se);
+  const [c, tau, key] = kdf(3, c3, hs.presharedKey);
   h = mixHash(h, tau);
-  return { h, c: c2, key };
+  wipe(c1, c2, c3, tau, ee, se);
+  return { h, c, key };
 }
 
 /** Handshake response to a consumed initiation, macs left zero; sets hs to ResponseCreated. */
@@ -221,13 +267,18 @@ export function createResponse(ctx: NoiseContext, hs: Handshake, localIndex: num
   const e = newEphemeral(ctx);
   msg.set(e.pub, Response.ephemeral);
   const mixed = mixResponse(hs, e.pub, dh(ctx, e.priv, hs.remoteEphemeral), dh(ctx, e.priv, hs.remoteStatic));
-  if (!mixed) return fail('low-order');
+  if (!mixed) {
+    wipe(e.priv);
+    return fail('low-order');
+  }
   let { h } = mixed;
   const { c: c2, key } = mixed;
   const encEmpty = msg.subarray(Response.empty, Response.empty + 16);
   ctx.suite.seal(encEmpty, key, 0, 0, EMPTY, h);
+  wipe(key);
   h = mixHash(h, encEmpty);
 
+  wipe(hs.ephemeralPrivate, hs.hash, hs.chainKey);
   hs.ephemeralPrivate = e.priv;
   hs.hash = h;
   hs.chainKey = c2;
@@ -255,9 +306,15 @@ export function consumeResponse(
   let { h } = mixed;
   const { c: c2, key } = mixed;
   const encEmpty = msg.subarray(Response.empty, Response.empty + 16);
-  if (!ctx.suite.open(new Uint8Array(0), key, 0, 0, encEmpty, h)) return fail('decrypt-failed');
+  const opened = ctx.suite.open(new Uint8Array(0), key, 0, 0, encEmpty, h);
+  wipe(key);
+  if (!opened) {
+    wipe(c2);
+    return fail('decrypt-failed');
+  }
   h = mixHash(h, encEmpty);
 
+  wipe(hs.hash, hs.chainKey, hs.remoteEphemeral);
   hs.hash = h;
   hs.chainKey = c2;
   hs.remoteEphemeral = ephemeral;

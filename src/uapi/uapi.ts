@@ -32,9 +32,15 @@ class UapiError extends Error {
 
 const invalid = (msg: string): UapiError => new UapiError(-Errno.EINVAL, msg);
 
+/**
+ * A bad value or key name for the log, quoted, with every run that could be key material (16 or more
+ * base64/hex characters) hidden: a key pasted into the wrong field must not reach the log (issue 5 item 8).
+ */
+const shown = (v: string): string => JSON.stringify(v.replace(/[A-Za-z0-9+/=-]{16,}/g, (m) => `<${m.length} characters hidden>`));
+
 /** The flag keys (replace_peers, remove, ...) take exactly "true". */
 function requireTrue(key: string, value: string): void {
-  if (value !== 'true') throw invalid(`invalid ${key} value ${JSON.stringify(value)}`);
+  if (value !== 'true') throw invalid(`invalid ${key} value ${shown(value)}`);
 }
 
 // ---- value parsers (Go's strconv.ParseUint base 10 / netip rules, which wireguard-go uses) ----------------
@@ -81,7 +87,7 @@ function parseAllowedIp(value: string): { addr: Uint8Array; cidr: number } {
   const slash = value.indexOf('/');
   const bits = slash < 0 ? '' : value.slice(slash + 1);
   const p = slash < 0 || !/^(?:0|[1-9][0-9]*)$/.test(bits) ? null : parsePrefix(value);
-  if (!p) throw invalid(`invalid allowed ip ${JSON.stringify(value)}`);
+  if (!p) throw invalid(`invalid allowed ip ${shown(value)}`);
   return p;
 }
 
@@ -222,7 +228,7 @@ export class UapiSetSession {
         for (const p of [...host.device.allPeers()]) host.device.removePeer(p);
         return;
       default:
-        throw invalid(`invalid UAPI device key ${JSON.stringify(key)}`);
+        throw invalid(`invalid UAPI device key ${shown(key)}`);
     }
   }
 
@@ -266,7 +272,7 @@ export class UapiSetSession {
       }
       case 'endpoint': {
         const ep = parseEndpoint(value);
-        if (!ep) throw invalid(`invalid endpoint ${JSON.stringify(value)}`);
+        if (!ep) throw invalid(`invalid endpoint ${shown(value)}`);
         if (peer) peer.endpoint = ep;
         return;
       }
@@ -286,10 +292,10 @@ export class UapiSetSession {
         return;
       }
       case 'protocol_version':
-        if (value !== '1') throw invalid(`invalid protocol version ${JSON.stringify(value)}`);
+        if (value !== '1') throw invalid(`invalid protocol version ${shown(value)}`);
         return;
       default:
-        throw invalid(`invalid UAPI peer key ${JSON.stringify(key)}`);
+        throw invalid(`invalid UAPI peer key ${shown(key)}`);
     }
   }
 

@@ -12,6 +12,8 @@ export interface CryptWorkerData {
   outbound: SlotArenaShape;
   inbound: SlotArenaShape;
   keys: SharedArrayBuffer;
+  /** Test-only (WGTS_TEST_CRASH_WORKER, see pool.ts): [batch N to die on, batches started, every Nth?]. */
+  crash?: Int32Array;
 }
 
 const data = workerData as CryptWorkerData;
@@ -21,5 +23,10 @@ const inbound = SlotArena.attach(data.inbound);
 const keys = new KeyTable(data.keys);
 
 export default function crypt(task: CryptTask): number {
+  // process.exit in a worker thread ends that thread alone, abruptly, as a crash would: no reply, no cleanup.
+  if (data.crash) {
+    const n = Atomics.add(data.crash, 1, 1) + 1;
+    if (data.crash[2] ? n % data.crash[0] === 0 : n === data.crash[0]) process.exit(1);
+  }
   return cryptBatch(task, suite, task.op === 'seal' ? outbound : inbound, keys);
 }

@@ -6,6 +6,11 @@
 // network stack, handing off every batch cut tunnel throughput by a third at the same CPU. Workers only add
 // parallelism when there is idle CPU for them to use, so batches go to the pool while the control thread is
 // saturated AND the machine has idle cores; otherwise they are sealed and opened right here.
+//
+// A worker that dies (issue 5 item 7) fails only the batch it held: the send and receive paths drop that
+// batch's packets and release its slots, Piscina starts a replacement, and the loss is logged once here.
+// Test-only: WGTS_TEST_CRASH_WORKER=N makes the worker running the Nth pooled batch (counted across all
+// workers, so a replacement does not crash again) exit abruptly; N* makes every Nth batch's worker exit.
 
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
@@ -40,6 +45,16 @@ function cpuTimes(): { total: number; idle: number } | null {
 
 export type CryptPolicy = 'adaptive' | 'pool' | 'inline';
 
+/** The test-only crash hook, shared by all workers: [crash on batch N, batches started so far, every Nth?]. */
+function crashHook(): Int32Array | undefined {
+  const m = /^([1-9]\d*)(\*?)$/.exec(process.env.WGTS_TEST_CRASH_WORKER ?? '');
+  if (!m) return undefined;
+  const hook = new Int32Array(new SharedArrayBuffer(12));
+  hook[0] = Number(m[1]);
+  hook[2] = m[2] ? 1 : 0;
+  return hook;
+}
+
 export class CryptPool {
   private readonly pool: Piscina;
   private readonly suite = defaultSuite();
@@ -48,8 +63,13 @@ export class CryptPool {
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private cpu = cpuTimes();
   private readonly sampler: NodeJS.Timeout | undefined;
-  /** Batches run by workers and inline, for the benchmark and tests. */
-  readonly stats = { pooled: 0, inline: 0 };
+  /** Batches run by workers and inline, and workers lost, for the benchmark and tests. */
+  readonly stats = { pooled: 0, inline: 0, workersLost: 0 };
+  private closing = false;
+  /** Thread ids of the workers Piscina reported ready: a dead worker's own id already reads -1. */
+  private readonly ids = new Set<number>();
+  /** Every worker is gone and Piscina started none (they failed while starting): run batches here. */
+  private degraded = false;
 
   constructor(
     private readonly outbound: SlotArena,
@@ -57,13 +77,14 @@ export class CryptPool {
     private readonly keys: KeyTable,
     threads = availableParallelism(),
     readonly policy: CryptPolicy = 'adaptive',
+    private readonly log: (level: 'error' | 'verbose', msg: string) => void = () => {},
   ) {
     this.offload = policy === 'pool';
     if (policy === 'adaptive') {
       this.sampler = setInterval(() => this.sample(), SAMPLE_MS);
       this.sampler.unref();
     }
-    const workerData: CryptWorkerData = { outbound: outbound.shape, inbound: inbound.shape, keys: keys.sab };
+    const workerData: CryptWorkerData = { outbound: outbound.shape, inbound: inbound.shape, keys: keys.sab, crash: crashHook() };
     this.pool = new Piscina({
       filename: new URL('./crypt.js', import.meta.url).href,
       minThreads: threads,
@@ -72,6 +93,31 @@ export class CryptPool {
       // Queue rather than reject: the slot arenas already bound how much work can be outstanding.
       maxQueue: Infinity,
       workerData,
+    });
+    this.pool.on('workerCreate', (w: { id: number }) => void this.ids.add(w.id));
+    this.pool.on('workerDestroy', () => this.lost(threads));
+    // Piscina emits 'error' for a worker that fails while holding no task; unheard, it would end the daemon.
+    this.pool.on('error', (e: unknown) => this.log('error', `Crypto worker error: ${e instanceof Error ? e.message : String(e)}`));
+  }
+
+  /**
+   * A worker went away outside close(): Piscina rejects the batch it held (the data paths drop those
+   * packets) and, in the same synchronous step, starts a replacement unless workers fail while starting.
+   */
+  private lost(wanted: number): void {
+    if (this.closing) return;
+    this.stats.workersLost++;
+    queueMicrotask(() => {
+      const live = new Set(this.pool.threads.map((w) => w.threadId));
+      const id = [...this.ids].find((i) => !live.has(i));
+      if (id !== undefined) this.ids.delete(id);
+      const running = this.pool.threads.length;
+      if (running >= wanted) {
+        this.log('error', `Crypto worker ${id ?? '(starting)'} exited unexpectedly; replaced`);
+      } else {
+        this.degraded = running === 0;
+        this.log('error', `Crypto worker ${id ?? '(starting)'} exited unexpectedly; not replaced (${running} of ${wanted} running${this.degraded ? ', sealing and opening on the control thread' : ''})`);
+      }
     });
   }
 
@@ -84,7 +130,7 @@ export class CryptPool {
    * Order between batches is the serial queues' business, not the pool's.
    */
   run(task: CryptTask, done: (err?: unknown) => void): void {
-    if (this.policy === 'inline' || !this.offload || (task.count <= INLINE_MAX && this.inflight === 0)) {
+    if (this.policy === 'inline' || this.degraded || !this.offload || (task.count <= INLINE_MAX && this.inflight === 0)) {
       this.stats.inline++;
       try {
         cryptBatch(task, this.suite, task.op === 'seal' ? this.outbound : this.inbound, this.keys);
@@ -120,6 +166,7 @@ export class CryptPool {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.sampler) clearInterval(this.sampler);
     await this.pool.destroy();
   }

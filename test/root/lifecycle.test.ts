@@ -1,6 +1,7 @@
 // The daemon's command line and process lifecycle against wireguard-go's contract (interfaces.md; root):
 // --version, setup failures (bad name, socket in use, not root), daemon mode returning only when ready,
-// clean exit on SIGTERM / SIGINT / `ip link del` / socket deletion, restart, bad UAPI input, and the TUN
+// clean exit on SIGTERM / SIGINT / `ip link del` / socket deletion, restart, a stale socket taken over after
+// SIGKILL (issue 5 item 7; the crashed crypto worker is worker-crash.test.ts), bad UAPI input, and the TUN
 // moved to another namespace. Each daemon runs in a namespace of its own; all are stopped by pid.
 
 import { after, before, describe, it } from 'node:test';
@@ -161,6 +162,25 @@ describe('wgts command line and lifecycle', () => {
     assert.equal((await run(['ip', 'netns', 'exec', ns1, 'wg', 'show', name])).code, 0);
     spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });
     await assertExits(pid, ns1, name, 'ip link del after a restart');
+  });
+
+  // Issue 5 item 7: nothing cleans up after SIGKILL, so the socket file stays behind with no listener; the
+  // next daemon must take that stale name over (while a live one, above, is refused).
+  it('a SIGKILLed daemon leaves a stale socket; a new daemon with the same name takes it over', STEP, async () => {
+    const name = spaces.ifname();
+    const pid = await mustStart(ns1, name);
+    const before = lstatSync(socketPath(name)).ino;
+    process.kill(pid, 'SIGKILL');
+    assert.ok(await waitUntil(() => !alive(pid), 3000), 'SIGKILL ends the daemon');
+    assert.ok(lstatSync(socketPath(name)).isSocket(), 'the socket file is left behind');
+    await assert.rejects(uapi(name, 'get=1\n\n'), /ECONNREFUSED/, 'and nobody listens on it');
+    assert.ok(await waitUntil(() => !linkExists(ns1, name), 2000), 'the kernel removed the TUN with its last fd');
+    const next = await mustStart(ns1, name);
+    assert.notEqual(lstatSync(socketPath(name)).ino, before, 'a new socket replaced the stale file');
+    assert.equal((lstatSync(socketPath(name)).mode & 0o777).toString(8), '700');
+    assert.match(await uapi(name, 'get=1\n\n'), /errno=0\n\n$/);
+    spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });
+    await assertExits(next, ns1, name, 'ip link del after taking over a stale socket');
   });
 
   it('exits cleanly when its socket file is deleted', STEP, async () => {
