@@ -442,8 +442,10 @@ export class Device {
   /** Any authenticated packet: learn the endpoint (roaming), count it, and run the "received" timer hooks. */
   private authenticated(peer: Peer, from: Endpoint, bytes: number): void {
     const ep = peer.endpoint;
-    if (!ep || ep.port !== from.port || !equal(ep.addr, from.addr)) {
-      peer.endpoint = { addr: Uint8Array.from(from.addr), port: from.port };
+    if (!ep || ep.port !== from.port || !equal(ep.addr, from.addr) || !sameSource(ep.src, from.src)) {
+      peer.endpoint = from.src
+        ? { addr: Uint8Array.from(from.addr), port: from.port, src: Uint8Array.from(from.src) }
+        : { addr: Uint8Array.from(from.addr), port: from.port };
     }
     if (bytes) peer.rxBytes += BigInt(bytes);
     peer.timers.authenticatedReceived();
@@ -517,3 +519,6 @@ export class Device {
     return this.drop('internal');
   }
 }
+
+const sameSource = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && equal(a, b));

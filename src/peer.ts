@@ -14,6 +14,11 @@ export interface Endpoint {
   /** 4 (IPv4) or 16 (IPv6) address bytes. */
   addr: Uint8Array;
   port: number;
+  /**
+   * Our own address that the peer's last authenticated datagram was sent to (IP_PKTINFO), so replies leave
+   * from it, as the kernel's sticky endpoint source does. Absent for configured endpoints.
+   */
+  src?: Uint8Array;
 }
 
 export class Peer {

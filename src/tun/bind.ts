@@ -11,7 +11,7 @@ import * as libc from './libc.js'; // constants only here: the calls go through 
 import { E, errnoText } from './libc.js';
 import * as sys from './sys.js';
 import { GsoSender, type SendStats } from './udpsend.js';
-import { CTL_STOP, RX_ADDR, RX_FAMILY, RX_LEN, RX_PORT, RX_SEG, RxRing } from './udpring.js';
+import { CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_LEN, RX_PORT, RX_SEG, RxRing } from './udpring.js';
 import type { UdpReceiverData, UdpReceiverMessage } from './udprecv.js';
 
 /** A datagram: `len` bytes at `off` in `buf`, valid only until the callback returns. */
@@ -48,6 +48,10 @@ export interface BindOptions {
 // Asked for with SO_*BUFFORCE (root may exceed net.core.rmem_max), else the plain option, which the kernel caps.
 const SOCKET_BUFFER = 4 << 20;
 const PORT_TRIES = 8;
+const IPPROTO_IP = 0;
+const IP_PKTINFO = 8;
+const IPV6_RECVPKTINFO = 49;
+const MAX_SOURCES = 1024;
 // Receive ring: with UDP_GRO a buffer takes a whole coalesced burst (up to 64 KB); without, one datagram.
 const RX_GRO = { count: 64, size: 65_536 };
 const RX_PLAIN = { count: 512, size: 4096 };
@@ -87,6 +91,11 @@ function rawSocket(family: 4 | 6, port: number, mark: number): number {
   let r = 0;
   if (family === 6) r = sys.setsockoptInt(fd, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY, 1);
   if (r === 0) setBuffers(fd);
+  // The local address each datagram was sent to, so replies leave from it (udpsend.ts).
+  if (r === 0) {
+    if (family === 4) sys.setsockoptInt(fd, IPPROTO_IP, IP_PKTINFO, 1);
+    else sys.setsockoptInt(fd, libc.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+  }
   if (r === 0 && mark !== 0) r = sys.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK, mark);
   if (r === 0) r = sys.bind(fd, sockaddr(family, port));
   if (r < 0) {
@@ -161,9 +170,11 @@ class UdpBind implements Bind {
   private closing: Promise<void> | null = null;
   private scheduled = false;
   private parked = false;
-  // Sources are cached as Endpoints (bounded, cleared when full), so a datagram allocates nothing here.
-  private readonly from4 = new Map<number, Endpoint>();
+  // Sources are cached as Endpoints (bounded, cleared when full), so a datagram allocates nothing here:
+  // IPv4 by our local address (-1: unknown), then by address and port; IPv6 by text.
+  private readonly from4 = new Map<number, Map<number, Endpoint>>();
   private readonly from6 = new Map<string, Endpoint>();
+  private sources = 0;
 
   constructor(
     /** The raw fds (-1 for a missing IPv6 socket), e.g. for getsockopt in tests. */
@@ -238,30 +249,46 @@ class UdpBind implements Bind {
     else this.park();
   };
 
-  /** The Endpoint of a buffer's sender: the same frozen object for every datagram from that source. */
+  /**
+   * The Endpoint of a buffer's sender, with the local address it was sent to: the same frozen object for
+   * every datagram of that source, which receivers copy when they keep one (roaming).
+   */
   private endpointOf(b: number): Endpoint {
     const ring = this.ring;
     const port = ring.get(b, RX_PORT);
+    const hasDst = ring.get(b, RX_HAS_DST) === 1;
+    if (this.sources >= MAX_SOURCES) {
+      this.from4.clear();
+      this.from6.clear();
+      this.sources = 0;
+    }
     if (ring.get(b, RX_FAMILY) === 4) {
       const word = ring.get(b, RX_ADDR) >>> 0;
+      const dst = hasDst ? ring.get(b, RX_DST) >>> 0 : -1;
+      let byDst = this.from4.get(dst);
+      if (!byDst) {
+        byDst = new Map();
+        this.from4.set(dst, byDst);
+      }
       const key = word * 65_536 + port;
-      let ep = this.from4.get(key);
+      let ep = byDst.get(key);
       if (!ep) {
-        if (this.from4.size >= 1024) this.from4.clear();
-        const addr = Uint8Array.of(word & 0xff, (word >>> 8) & 0xff, (word >>> 16) & 0xff, word >>> 24);
-        ep = Object.freeze({ addr, port });
-        this.from4.set(key, ep);
+        const addr = v4Bytes(word);
+        ep = Object.freeze(dst < 0 ? { addr, port } : { addr, port, src: v4Bytes(dst) });
+        byDst.set(key, ep);
+        this.sources++;
       }
       return ep;
     }
     const words = [0, 1, 2, 3].map((w) => ring.get(b, RX_ADDR + w));
-    const key = `${words.join(',')},${port}`;
+    const dstWords = hasDst ? [0, 1, 2, 3].map((w) => ring.get(b, RX_DST + w)) : [];
+    const key = `${words.join(',')},${port},${dstWords.join(',')}`;
     let ep = this.from6.get(key);
     if (!ep) {
-      if (this.from6.size >= 1024) this.from6.clear();
-      const addr = new Uint8Array(new Int32Array(words).buffer);
-      ep = Object.freeze({ addr: unmapV4(addr), port });
+      const addr = unmapV4(new Uint8Array(new Int32Array(words).buffer));
+      ep = Object.freeze(hasDst ? { addr, port, src: new Uint8Array(new Int32Array(dstWords).buffer) } : { addr, port });
       this.from6.set(key, ep);
+      this.sources++;
     }
     return ep;
   }
@@ -316,6 +343,9 @@ class UdpBind implements Bind {
     return this.closing;
   }
 }
+
+const v4Bytes = (word: number): Uint8Array =>
+  Uint8Array.of(word & 0xff, (word >>> 8) & 0xff, (word >>> 16) & 0xff, word >>> 24);
 
 const validEndpoint = (to: Endpoint): boolean =>
   (to.addr.length === 4 || to.addr.length === 16) && Number.isInteger(to.port) && to.port > 0 && to.port <= 65535;

@@ -8,7 +8,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import {
   CMSG_HDR, CMemory, IOVEC_SIZE, MMSG_LEN, MMSGHDR_SIZE, MSGHDR, MSG_TRUNC, POLLFD_SIZE, SOCKADDR_SIZE,
 } from './msghdr.js';
-import { CTL_ERRNO, CTL_STOP, RX_ADDR, RX_FAMILY, RX_LEN, RX_PORT, RX_SEG, RxRing, type RxRingShape } from './udpring.js';
+import {
+  CTL_ERRNO, CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_LEN, RX_PORT, RX_SEG, RxRing, type RxRingShape,
+} from './udpring.js';
 import { EAGAIN, EINTR, MSG_DONTWAIT, POLLIN, SOL_UDP, UDP_GRO, addressOf, poll, recvmmsg } from './sys.js';
 
 export interface UdpReceiverData {
@@ -21,7 +23,12 @@ export type UdpReceiverMessage = { kind: 'error'; errno: number };
 
 /** Datagrams (buffers) asked for per recvmmsg call. */
 const VLEN = 32;
-const CONTROL_SIZE = 64;
+// Room for UDP_GRO (CMSG_SPACE(4) = 24) and IPV6_PKTINFO (CMSG_SPACE(20) = 40) or IP_PKTINFO (32).
+const CONTROL_SIZE = 80;
+const IPPROTO_IP = 0;
+const IP_PKTINFO = 8;
+const IPPROTO_IPV6 = 41;
+const IPV6_PKTINFO = 50;
 const POLL_ERR_MASK = 0x8 | 0x10 | 0x20; // POLLERR, POLLHUP, POLLNVAL
 
 function run(data: UdpReceiverData): void {
@@ -91,7 +98,7 @@ function run(data: UdpReceiverData): void {
           continue;
         }
         ring.set(b, RX_LEN, len);
-        ring.set(b, RX_SEG, groSegment(m, ctlOff + i * CONTROL_SIZE, m.get64(h + MSGHDR.controllen)));
+        readControl(m, ctlOff + i * CONTROL_SIZE, m.get64(h + MSGHDR.controllen), ring, b);
         const sa = nameOff + i * SOCKADDR_SIZE;
         const v6 = m.u16[sa >> 1] === 10;
         ring.set(b, RX_FAMILY, v6 ? 6 : 4);
@@ -125,16 +132,30 @@ function run(data: UdpReceiverData): void {
   }
 }
 
-/** The UDP_GRO segment size from a received control buffer, or 0 when the datagram was not coalesced. */
-function groSegment(m: CMemory, off: number, len: number): number {
+/**
+ * The control messages of one datagram: the UDP_GRO segment size (0 when it was not coalesced) and the local
+ * address it was sent to (IP_PKTINFO's ipi_addr, IPV6_PKTINFO's ipi6_addr), into the buffer's metadata.
+ */
+function readControl(m: CMemory, off: number, len: number, ring: RxRing, b: number): void {
+  ring.set(b, RX_SEG, 0);
+  ring.set(b, RX_HAS_DST, 0);
   let p = 0;
   while (p + CMSG_HDR <= len) {
     const clen = m.get64(off + p);
-    if (clen < CMSG_HDR) break;
-    if (m.i32[(off + p + 8) >> 2] === SOL_UDP && m.i32[(off + p + 12) >> 2] === UDP_GRO) return m.i32[(off + p + 16) >> 2];
+    if (clen < CMSG_HDR || p + clen > len) break;
+    const level = m.i32[(off + p + 8) >> 2];
+    const type = m.i32[(off + p + 12) >> 2];
+    const d = off + p + CMSG_HDR;
+    if (level === SOL_UDP && type === UDP_GRO) ring.set(b, RX_SEG, m.i32[d >> 2]);
+    else if (level === IPPROTO_IP && type === IP_PKTINFO) {
+      ring.set(b, RX_DST, m.i32[(d + 8) >> 2]); // struct in_pktinfo { ifindex; spec_dst; addr }
+      ring.set(b, RX_HAS_DST, 1);
+    } else if (level === IPPROTO_IPV6 && type === IPV6_PKTINFO) {
+      for (let w = 0; w < 4; w++) ring.set(b, RX_DST + w, m.i32[(d >> 2) + w]); // { addr; ifindex }
+      ring.set(b, RX_HAS_DST, 1);
+    }
     p += (clen + 7) & ~7;
   }
-  return 0;
 }
 
 run(workerData as UdpReceiverData);

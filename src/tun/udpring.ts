@@ -11,7 +11,9 @@ export const RX_SEG = 1; // UDP_GRO segment size, 0 when the buffer holds one da
 export const RX_FAMILY = 2; // 4 or 6
 export const RX_PORT = 3;
 export const RX_ADDR = 4; // 4 words: the source address bytes (first word only for IPv4)
-const RX_WORDS = 8;
+export const RX_HAS_DST = 8; // 1 when RX_DST holds the local address the datagram was sent to (IP_PKTINFO)
+export const RX_DST = 9; // 4 words, like RX_ADDR
+const RX_WORDS = 16;
 
 /** Control words. */
 export const CTL_STOP = 0;

@@ -113,10 +113,11 @@ test('two binds exchange datagrams over 127.0.0.1 and ::1 with exact from-endpoi
   await until(() => atB.length === 2, 2000, 'the IPv6 datagram arrives');
   a.send(Buffer.from('mapped'), { addr: MAPPED_LO4, port: b.port });
   await until(() => atB.length === 3, 2000, 'the datagram to ::ffff:127.0.0.1 arrives');
+  // `src` is our own address each datagram was sent to (IP_PKTINFO), here loopback's.
   assert.deepEqual(atB, [
-    { data: 'v4', from: { addr: LO4, port: a.port } },
-    { data: 'v6', from: { addr: LO6, port: a.port } },
-    { data: 'mapped', from: { addr: LO4, port: a.port } }, // went out on IPv4: never a mapped address
+    { data: 'v4', from: { addr: LO4, port: a.port, src: LO4 } },
+    { data: 'v6', from: { addr: LO6, port: a.port, src: LO6 } },
+    { data: 'mapped', from: { addr: LO4, port: a.port, src: LO4 } }, // went out on IPv4: never a mapped address
   ]);
   for (const m of atB) b.send(Buffer.from(`re:${m.data}`), m.from);
   await until(() => atA.length === 3, 2000, 'the replies arrive');
@@ -266,4 +267,35 @@ test('a burst larger than the receive ring is received in full once the ring dra
   a.flush();
   await until(() => got.length === sizes.length, 5000, `3000 datagrams arrive (${got.length})`);
   assert.ok(got.every((g, i) => g.first === (i % 64)), 'in order');
+});
+
+test('replies leave from the address the peer reached (IP_PKTINFO), and from a routed one once it is gone', async () => {
+  requireRoot();
+  ip(['-n', NS, 'addr', 'add', '198.51.100.7/32', 'dev', 'lo']);
+  try {
+    const a = await bind(0);
+    const b = await bind(0);
+    const atA = inbox(a);
+    const atB = inbox(b);
+    const seven = Uint8Array.of(198, 51, 100, 7);
+    a.send(Buffer.from('hello'), { addr: seven, port: b.port });
+    await until(() => atB.length === 1, 2000, 'the datagram to 198.51.100.7 arrives');
+    assert.deepEqual(atB[0].from.src, seven, 'b learns which of its addresses a used');
+    // Back to a at 127.0.0.1: routing alone would pick 127.0.0.1 as the source; the sticky source wins.
+    const back = { addr: LO4, port: a.port, src: seven };
+    b.send(Buffer.from('sticky'), back);
+    await until(() => atA.length === 1, 2000, 'the reply arrives');
+    assert.deepEqual(atA[0].from.addr, seven, 'the reply came from 198.51.100.7');
+    ip(['-n', NS, 'addr', 'del', '198.51.100.7/32', 'dev', 'lo']);
+    b.send(Buffer.from('after'), back);
+    const mem = slots([100, 100]);
+    b.queue(mem, 0, 100, back);
+    b.queue(mem, 2048, 100, back);
+    b.flush();
+    await until(() => atA.length === 4, 2000, `the datagrams after the address left arrive (${atA.length})`);
+    assert.deepEqual(atA.slice(1).map((m) => m.from.addr), [LO4, LO4, LO4], 'the kernel picked a source again');
+    assert.equal(stats(b).errors, 0, 'nothing was lost');
+  } finally {
+    spawnSync('ip', ['-n', NS, 'addr', 'del', '198.51.100.7/32', 'dev', 'lo'], { timeout: 10_000 });
+  }
 });
