@@ -115,7 +115,7 @@ export class Daemon implements UapiHost {
     d.timer = setInterval(() => d.device.tick(), TIMER_TICK_MS);
     d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev));
     opts.log.verbose('UAPI listener started');
-    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}`);
+    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}`);
     return d;
   }
 
@@ -138,7 +138,7 @@ export class Daemon implements UapiHost {
     this.bind = next;
     next.onReceive(this.receive.onDatagram);
     void old.close();
-    this.log.verbose(`UDP bind has been updated (port ${next.port})`);
+    this.log.verbose(`UDP bind has been updated (port ${next.port}, UDP GSO ${onOff(next.gso)}, GRO ${onOff(next.gro)})`);
     return 0;
   }
 
@@ -251,3 +251,5 @@ function safeMtu(tun: TunDevice): number {
     throw new WgError('tun-mtu', `cannot read the MTU of ${tun.name}: ${(e as Error).message}`, Errno.ENODEV);
   }
 }
+
+const onOff = (b: boolean | undefined): string => (b ? 'on' : 'off');

@@ -22,6 +22,9 @@ export interface Bind {
   readonly port: number;
   /** Datagrams that could not be sent (bad endpoint, socket error, closed). */
   readonly sendErrors?: number;
+  /** Whether sends use UDP GSO and receives UDP GRO (real sockets only). */
+  readonly gso?: boolean;
+  readonly gro?: boolean;
   /** Sends one datagram at once; never throws. The bytes have been copied when it returns. */
   send(data: Uint8Array, to: Endpoint): void;
   /**
