@@ -338,9 +338,13 @@ class UdpBind implements Bind {
       Atomics.store(this.ring.ctl, CTL_STOP, 1);
       for (const fd of [this.fd4, this.fd6]) if (fd >= 0) sys.shutdown(fd, sys.SHUT_RDWR);
       this.ring.free.wake();
+      // Referenced again while it winds down: an unreferenced thread would let the process exit mid-close.
+      this.receiver.ref();
       const exited = new Promise<void>((resolve) => this.receiver.once('exit', () => resolve()));
-      const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2_000).unref());
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 2_000)));
       if ((await Promise.race([exited.then(() => true), timeout])) === false) await this.receiver.terminate();
+      clearTimeout(timer);
       for (const fd of [this.fd4, this.fd6]) if (fd >= 0) sys.close(fd);
     })();
     return this.closing;
