@@ -221,7 +221,7 @@ export class Device {
     peer.timers.authenticatedTraversal();
     peer.timers.authenticatedSent();
     if (data > 0) peer.timers.dataSent();
-    peer.txBytes += BigInt(bytes);
+    peer.countTx(bytes);
     if (peer.timers.rekeyOnSend(kp)) this.initiate(peer, false);
   }
 
@@ -265,7 +265,7 @@ export class Device {
     peer.timers.authenticatedSent();
     if (!peer.endpoint) return void this.drop('no-endpoint');
     this.io.send(datagram, peer.endpoint);
-    peer.txBytes += BigInt(datagram.length);
+    peer.countTx(datagram.length);
   }
 
   /** Sends a handshake initiation unless one went out less than REKEY_TIMEOUT ago (retries excepted). */
@@ -427,7 +427,7 @@ export class Device {
     }
     if (peer.timers.rekeyOnReceive(peer.keypairs.current ?? undefined)) this.initiate(peer, false);
     if (plain === 0) {
-      peer.rxBytes += BigInt(msgLen);
+      peer.countRx(msgLen);
       return 0;
     }
     peer.timers.dataReceived();
@@ -435,7 +435,7 @@ export class Device {
     if (len <= 0) return this.drop('bad-packet');
     const alen = addressLength(msg, Data.payload);
     if (this.allowedIps.lookupAt(msg, sourceOffset(msg, Data.payload), alen as 4 | 16) !== peer) return this.drop('allowed-ips');
-    peer.rxBytes += BigInt(msgLen);
+    peer.countRx(msgLen);
     return len;
   }
 
@@ -447,7 +447,7 @@ export class Device {
         ? { addr: Uint8Array.from(from.addr), port: from.port, src: Uint8Array.from(from.src) }
         : { addr: Uint8Array.from(from.addr), port: from.port };
     }
-    if (bytes) peer.rxBytes += BigInt(bytes);
+    if (bytes) peer.countRx(bytes);
     peer.timers.authenticatedReceived();
     peer.timers.authenticatedTraversal();
   }
