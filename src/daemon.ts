@@ -37,6 +37,8 @@ export interface DaemonOptions {
   cryptoPolicy?: CryptPolicy;
   /** Test-only: multiplies every protocol time constant (WGTS_TIMER_SCALE). */
   timerScale?: number;
+  /** UDP GSO/GRO when the kernel has them (default true; WGTS_UDP_OFFLOAD=0 turns them off). */
+  udpOffload?: boolean;
 }
 
 export class Daemon implements UapiHost {
@@ -55,6 +57,7 @@ export class Daemon implements UapiHost {
   private timer: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private mark = 0;
+  private readonly udpOffload: boolean;
   private readonly writer: TunWriter;
   private readonly loopGuard = new LoopGuard(() => this.tun.name, () => this.mark);
   private lastLoopLog = -Infinity;
@@ -66,6 +69,7 @@ export class Daemon implements UapiHost {
     private readonly log: Logger,
     opts: DaemonOptions,
   ) {
+    this.udpOffload = opts.udpOffload ?? true;
     this.writer = new TunWriter(tun, (errno) => {
       if (errno !== Errno.EIO) log.verbose(`TUN write failed: errno ${errno}`);
     });
@@ -90,14 +94,19 @@ export class Daemon implements UapiHost {
       keypairHooks: hooks,
     });
     this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads, opts.cryptoPolicy, log.at);
-    this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool,
-      (d, to) => this.transmit(d, to), (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
+    const out = {
+      usable: (to: Endpoint) => !this.loops(to),
+      queue: (buf: Uint8Array, off: number, len: number, to: Endpoint) => this.bind.queue(buf, off, len, to),
+      flush: () => this.bind.flush(),
+    };
+    this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool, out,
+      (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
     this.receive = new ReceivePath(this.device, this.inbound, this.pool, this.writer, log.error);
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts.tun, opts.log, opts);
-    d.bind = openBindSync(0);
+    d.bind = openBindSync(0, { offload: d.udpOffload });
     d.bind.onReceive(d.receive.onDatagram);
     d.uapi = await listenUapi(opts.tun.name, serveUapi(d, opts.log.at), opts.uapiFd !== undefined ? { fd: opts.uapiFd } : {});
     d.uapi.onDeleted(() => void d.stop('UAPI socket deleted'));
@@ -106,7 +115,7 @@ export class Daemon implements UapiHost {
     d.timer = setInterval(() => d.device.tick(), TIMER_TICK_MS);
     d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev));
     opts.log.verbose('UAPI listener started');
-    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}`);
+    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}`);
     return d;
   }
 
@@ -120,7 +129,7 @@ export class Daemon implements UapiHost {
     if (port === this.bind.port) return 0;
     let next: Bind;
     try {
-      next = openBindSync(port, { mark: this.mark });
+      next = openBindSync(port, { mark: this.mark, offload: this.udpOffload });
     } catch (e) {
       this.log.error(`Failed to bind UDP port ${port}: ${(e as Error).message}`);
       return e instanceof WgError ? e.errno : Errno.EADDRINUSE;
@@ -129,7 +138,7 @@ export class Daemon implements UapiHost {
     this.bind = next;
     next.onReceive(this.receive.onDatagram);
     void old.close();
-    this.log.verbose(`UDP bind has been updated (port ${next.port})`);
+    this.log.verbose(`UDP bind has been updated (port ${next.port}, UDP GSO ${onOff(next.gso)}, GRO ${onOff(next.gro)})`);
     return 0;
   }
 
@@ -214,16 +223,18 @@ export class Daemon implements UapiHost {
    * does, until authenticated traffic from a real address moves the endpoint again.
    */
   private transmit(data: Uint8Array, to: Endpoint): void {
-    if (this.loopGuard.loops(to)) {
-      this.device.drop('routing-loop');
-      const now = performance.now();
-      if (now - this.lastLoopLog > 1_000) {
-        this.lastLoopLog = now;
-        this.log.verbose('Avoiding routing loop: the route to a peer endpoint goes through this interface');
-      }
-      return;
+    if (this.loops(to)) this.device.drop('routing-loop');
+    else this.bind.send(data, to);
+  }
+
+  private loops(to: Endpoint): boolean {
+    if (!this.loopGuard.loops(to)) return false;
+    const now = performance.now();
+    if (now - this.lastLoopLog > 1_000) {
+      this.lastLoopLog = now;
+      this.log.verbose('Avoiding routing loop: the route to a peer endpoint goes through this interface');
     }
-    this.bind.send(data, to);
+    return true;
   }
 
   /** A packet from outside a receive batch (ICMP errors, packets the Device opened itself): written at once. */
@@ -240,3 +251,5 @@ function safeMtu(tun: TunDevice): number {
     throw new WgError('tun-mtu', `cannot read the MTU of ${tun.name}: ${(e as Error).message}`, Errno.ENODEV);
   }
 }
+
+const onOff = (b: boolean | undefined): string => (b ? 'on' : 'off');

@@ -225,7 +225,7 @@ export class Device {
     peer.timers.authenticatedTraversal();
     peer.timers.authenticatedSent();
     if (data > 0) peer.timers.dataSent();
-    peer.txBytes += BigInt(bytes);
+    peer.countTx(bytes);
     if (peer.timers.rekeyOnSend(kp)) this.initiate(peer, false);
   }
 
@@ -272,7 +272,7 @@ export class Device {
     peer.timers.authenticatedSent();
     if (!peer.endpoint) return void this.drop('no-endpoint');
     this.io.send(datagram, peer.endpoint);
-    peer.txBytes += BigInt(datagram.length);
+    peer.countTx(datagram.length);
   }
 
   /** Sends a handshake initiation unless one went out less than REKEY_TIMEOUT ago (retries excepted). */
@@ -439,7 +439,7 @@ export class Device {
     }
     if (peer.timers.rekeyOnReceive(peer.keypairs.current ?? undefined)) this.initiate(peer, false);
     if (plain === 0) {
-      peer.rxBytes += BigInt(msgLen);
+      peer.countRx(msgLen);
       return 0;
     }
     peer.timers.dataReceived();
@@ -447,17 +447,19 @@ export class Device {
     if (len <= 0) return this.drop('bad-packet');
     const alen = addressLength(msg, Data.payload);
     if (this.allowedIps.lookupAt(msg, sourceOffset(msg, Data.payload), alen as 4 | 16) !== peer) return this.drop('allowed-ips');
-    peer.rxBytes += BigInt(msgLen);
+    peer.countRx(msgLen);
     return len;
   }
 
   /** Any authenticated packet: learn the endpoint (roaming), count it, and run the "received" timer hooks. */
   private authenticated(peer: Peer, from: Endpoint, bytes: number): void {
     const ep = peer.endpoint;
-    if (!ep || ep.port !== from.port || !equal(ep.addr, from.addr)) {
-      peer.endpoint = { addr: Uint8Array.from(from.addr), port: from.port };
+    if (!ep || ep.port !== from.port || !equal(ep.addr, from.addr) || !sameSource(ep.src, from.src)) {
+      peer.endpoint = from.src
+        ? { addr: Uint8Array.from(from.addr), port: from.port, src: Uint8Array.from(from.src) }
+        : { addr: Uint8Array.from(from.addr), port: from.port };
     }
-    if (bytes) peer.rxBytes += BigInt(bytes);
+    if (bytes) peer.countRx(bytes);
     peer.timers.authenticatedReceived();
     peer.timers.authenticatedTraversal();
   }
@@ -530,3 +532,6 @@ export class Device {
     return this.drop('internal');
   }
 }
+
+const sameSource = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && equal(a, b));

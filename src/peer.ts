@@ -14,7 +14,14 @@ export interface Endpoint {
   /** 4 (IPv4) or 16 (IPv6) address bytes. */
   addr: Uint8Array;
   port: number;
+  /**
+   * Our own address that the peer's last authenticated datagram was sent to (IP_PKTINFO), so replies leave
+   * from it, as the kernel's sticky endpoint source does. Absent for configured endpoints.
+   */
+  src?: Uint8Array;
 }
+
+const FOLD_AT = 2 ** 52;
 
 export class Peer {
   readonly name: string;
@@ -24,9 +31,12 @@ export class Peer {
   readonly timers: PeerTimers;
   readonly staged = new StagedQueue<Uint8Array>();
   endpoint: Endpoint | null = null;
-  /** WireGuard UDP payload bytes, as `wg show` reports them (u64). */
-  rxBytes = 0n;
-  txBytes = 0n;
+  // WireGuard UDP payload bytes, as `wg show` reports them (u64): a BigInt base plus a Number the packet
+  // path adds to, exact below 2^53 and folded into the base long before, so no packet allocates a BigInt.
+  private rxBase = 0n;
+  private rxAdd = 0;
+  private txBase = 0n;
+  private txAdd = 0;
 
   constructor(
     readonly publicKey: Uint8Array,
@@ -54,5 +64,39 @@ export class Peer {
 
   toString(): string {
     return this.name;
+  }
+
+  get rxBytes(): bigint {
+    return this.rxBase + BigInt(this.rxAdd);
+  }
+
+  get txBytes(): bigint {
+    return this.txBase + BigInt(this.txAdd);
+  }
+
+  set rxBytes(v: bigint) {
+    this.rxBase = v;
+    this.rxAdd = 0;
+  }
+
+  set txBytes(v: bigint) {
+    this.txBase = v;
+    this.txAdd = 0;
+  }
+
+  countRx(bytes: number): void {
+    this.rxAdd += bytes;
+    if (this.rxAdd >= FOLD_AT) {
+      this.rxBase += BigInt(this.rxAdd);
+      this.rxAdd = 0;
+    }
+  }
+
+  countTx(bytes: number): void {
+    this.txAdd += bytes;
+    if (this.txAdd >= FOLD_AT) {
+      this.txBase += BigInt(this.txAdd);
+      this.txAdd = 0;
+    }
   }
 }

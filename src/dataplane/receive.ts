@@ -44,11 +44,11 @@ export class ReceivePath {
     for (let i = arena.count - 1; i >= 0; i--) this.freeSlots.push(i);
   }
 
-  /** Every datagram from the UDP bind. Never throws. */
-  onDatagram = (msg: Uint8Array, from: Endpoint): void => {
+  /** Every datagram from the UDP bind: `len` bytes at `off` in `buf`, valid during the call. Never throws. */
+  onDatagram = (buf: Uint8Array, off: number, len: number, from: Endpoint): void => {
     try {
-      if (msg.length >= DATA_MIN_SIZE && readU32(msg, 0) === MESSAGE_DATA) this.data(msg, from);
-      else this.handshake(msg, from);
+      if (len >= DATA_MIN_SIZE && readU32(buf, off) === MESSAGE_DATA) this.data(buf, off, len, from);
+      else this.handshake(buf.slice(off, off + len), from);
     } catch (e) {
       this.log(`receive path: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       this.device.drop('internal');
@@ -65,18 +65,9 @@ export class ReceivePath {
     this.scheduleFlush();
   }
 
-  private data(msg: Uint8Array, from: Endpoint): void {
-    const target = this.device.dataTarget(msg);
-    if (typeof target === 'string') {
-      this.device.drop(target);
-      return;
-    }
-    const q = this.queues.get(target.peer);
-    if (target.keypair.keySlot < 0 || msg.length > this.arena.slotSize) {
-      // No worker copy of the key (the table is full) or a datagram too large for a slot: open it here, but
-      // only when nothing of this peer's is in flight, or it would overtake packets still queued.
-      if (q.size === 0) this.device.receive(msg, from);
-      else this.device.drop('queue-full');
+  private data(buf: Uint8Array, off: number, len: number, from: Endpoint): void {
+    if (len > this.arena.slotSize) {
+      this.oversized(buf.slice(off, off + len), from);
       return;
     }
     const s = this.freeSlots.pop();
@@ -84,9 +75,26 @@ export class ReceivePath {
       this.device.drop('queue-full'); // every slot in flight: drop, as a full ptr_ring does
       return;
     }
-    const pb = this.arena.slot(s);
-    pb.bytes.set(msg);
-    this.arena.set(s, META_LEN, msg.length);
+    // Copied into its slot first: the slot is what the workers open, and dataTarget reads it in place.
+    const bytes = this.arena.bytes;
+    const at = this.arena.offset(s);
+    bytes.set(buf.subarray(off, off + len), at);
+    const target = this.device.dataTarget(this.arena.slot(s).bytes);
+    if (typeof target === 'string') {
+      this.release(s);
+      this.device.drop(target);
+      return;
+    }
+    const q = this.queues.get(target.peer);
+    if (target.keypair.keySlot < 0) {
+      // No worker copy of the key (the table is full): open it here, but only when nothing of this peer's
+      // is in flight, or it would overtake packets still queued.
+      if (q.size === 0) this.device.receive(bytes.slice(at, at + len), from);
+      else this.device.drop('queue-full');
+      this.release(s);
+      return;
+    }
+    this.arena.set(s, META_LEN, len);
     this.arena.set(s, META_KEY, target.keypair.keySlot);
     this.targets[s] = target;
     this.sources[s] = from;
@@ -99,6 +107,14 @@ export class ReceivePath {
     this.pending[this.pendingCount++] = s;
     if (this.pendingCount === BATCH) this.dispatch();
     else this.scheduleFlush();
+  }
+
+  /** A datagram too large for a slot: the Device opens it itself, if nothing of its peer's is in flight. */
+  private oversized(msg: Uint8Array, from: Endpoint): void {
+    const target = this.device.dataTarget(msg);
+    if (typeof target === 'string') this.device.drop(target);
+    else if (this.queues.get(target.peer).size === 0) this.device.receive(msg, from);
+    else this.device.drop('queue-full');
   }
 
   private scheduleFlush(): void {

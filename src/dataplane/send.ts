@@ -18,6 +18,15 @@ import { ipPacketLength } from './ippacket.js';
 /** Packets per crypto task: large enough to amortise a ~12 us hand-off, small enough to keep latency low. */
 export const BATCH = 64;
 
+/** Where sealed datagrams go: the UDP bind's batched send, behind the routing-loop check. */
+export interface Transmitter {
+  /** False when datagrams to `to` must not leave (their route loops through our own TUN). */
+  usable(to: Endpoint): boolean;
+  /** Queues `len` bytes at `off` in `buf` (slot memory, left untouched until flush()). */
+  queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void;
+  flush(): void;
+}
+
 interface PeerShare {
   peer: Peer;
   keypair: Keypair;
@@ -29,6 +38,8 @@ export class SendPath {
   private scheduled = false;
   private parked = false;
   private stopped = false;
+  private readonly sentSlots: Int32Array;
+  private sentCount = 0;
 
   constructor(
     private readonly device: Device,
@@ -38,11 +49,12 @@ export class SendPath {
     /** Slots going back to the TUN reader. */
     private readonly free: SpscQueue,
     private readonly pool: CryptPool,
-    /** The UDP send of the current bind. The datagram's bytes must be used before it returns. */
-    private readonly transmit: (data: Uint8Array, to: Endpoint) => void,
+    private readonly out: Transmitter,
     private readonly writeTun: (pkt: Uint8Array) => void,
     private readonly log: (msg: string) => void,
-  ) {}
+  ) {
+    this.sentSlots = new Int32Array(arena.count); // a drain may release earlier batches' packets too
+  }
 
   start(): void {
     this.schedule();
@@ -128,21 +140,27 @@ export class SendPath {
 
   private complete(seq: number, shares: PeerShare[]): void {
     this.board.finish(seq);
+    const { arena, out } = this;
     for (const { peer, keypair } of shares) {
       let bytes = 0;
       let n = 0;
       const ep = peer.endpoint;
+      const usable = ep !== null && out.usable(ep);
       this.queues.get(peer).drain(this.board, (s) => {
-        const len = this.arena.get(s, META_RESULT);
-        if (ep && len > 0) {
-          this.transmit(this.arena.slot(s).bytes.subarray(0, len), ep);
+        const len = arena.get(s, META_RESULT);
+        if (usable && len > 0) {
+          out.queue(arena.bytes, arena.offset(s), len, ep);
           bytes += len;
           n++;
-        }
-        this.release(s, null);
+        } else if (len > 0 && ep) this.device.drop('routing-loop');
+        this.sentSlots[this.sentCount++] = s;
       });
       if (n) this.device.sent(peer, keypair, bytes, n);
     }
+    // The queued datagrams point into the slots: they go back to the TUN reader only once sent.
+    out.flush();
+    for (let i = 0; i < this.sentCount; i++) this.free.push(this.sentSlots[i]);
+    this.sentCount = 0;
     this.free.wake();
   }
 

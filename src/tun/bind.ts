@@ -3,35 +3,63 @@
 // before bind(2), then handed to node:dgram with bind({fd}) for the event loop. MemoryBind is the in-memory
 // twin for tests (wireguard-go's bindtest).
 
-import * as dgram from 'node:dgram';
+import { Worker } from 'node:worker_threads';
 import { WgError } from '../errors.js';
 import type { Endpoint } from '../peer.js';
-import { formatIP, parseIP } from '../ip.js';
-import * as libc from './libc.js';
+import { formatIP } from '../ip.js';
+import * as libc from './libc.js'; // constants only here: the calls go through sys.ts
 import { E, errnoText } from './libc.js';
+import * as sys from './sys.js';
+import { GsoSender, type SendStats } from './udpsend.js';
+import { CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_LEN, RX_PORT, RX_SEG, RxRing } from './udpring.js';
+import type { UdpReceiverData, UdpReceiverMessage } from './udprecv.js';
+
+/** A datagram: `len` bytes at `off` in `buf`, valid only until the callback returns. */
+export type ReceiveFn = (buf: Buffer, off: number, len: number, from: Endpoint) => void;
 
 export interface Bind {
   /** The bound UDP port (the same on both families). */
   readonly port: number;
   /** Datagrams that could not be sent (bad endpoint, socket error, closed). */
   readonly sendErrors?: number;
-  /** Queues one datagram; never throws. `data` must not be modified until the datagram is gone. */
+  /** Whether sends use UDP GSO and receives UDP GRO (real sockets only). */
+  readonly gso?: boolean;
+  readonly gro?: boolean;
+  /** Sends one datagram at once; never throws. The bytes have been copied when it returns. */
   send(data: Uint8Array, to: Endpoint): void;
+  /**
+   * Queues a datagram of a batch: `len` bytes at `off` in `buf`, which must be SharedArrayBuffer memory
+   * (a packet slot) left untouched until flush(). Consecutive datagrams to one endpoint may leave together.
+   */
+  queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void;
+  /** Sends everything queued. */
+  flush(): void;
   /** The single receive callback (a later call replaces it). `from.addr` is 4 bytes for IPv4 peers. */
-  onReceive(cb: (data: Buffer, from: Endpoint) => void): void;
+  onReceive(cb: ReceiveFn): void;
   /** SO_MARK on both sockets; 0 or a positive errno. */
   setMark(mark: number): number;
   close(): Promise<void>;
 }
 
+export interface BindOptions {
+  /** SO_MARK for the sockets (wg-quick's fwmark). */
+  mark?: number;
+  /** UDP GSO on send and GRO on receive when the kernel has them (default true; WGTS_UDP_OFFLOAD=0). */
+  offload?: boolean;
+}
+
 // Asked for with SO_*BUFFORCE (root may exceed net.core.rmem_max), else the plain option, which the kernel caps.
 const SOCKET_BUFFER = 4 << 20;
 const PORT_TRIES = 8;
-// Outgoing datagrams are copied into a ring of SEND_RING buffers; at most SEND_QUEUE_MAX may wait in libuv's
-// queue, so a buffer is never reused while the kernel has yet to take it.
-const SEND_RING = 4096;
-const SEND_QUEUE_MAX = SEND_RING / 2;
-const SEND_BUFFER_SIZE = 4096;
+const IPPROTO_IP = 0;
+const IP_PKTINFO = 8;
+const IPV6_RECVPKTINFO = 49;
+const MAX_SOURCES = 1024;
+// Receive ring: with UDP_GRO a buffer takes a whole coalesced burst (up to 64 KB); without, one datagram.
+const RX_GRO = { count: 64, size: 65_536 };
+const RX_PLAIN = { count: 512, size: 4096 };
+/** Ring buffers the control thread drains per event-loop turn before it lets timers and the UAPI run. */
+const RX_PER_TURN = 16;
 
 const isV4Mapped = (a: Uint8Array): boolean =>
   a.length === 16 && a[10] === 0xff && a[11] === 0xff && a.subarray(0, 10).every((b) => b === 0);
@@ -53,23 +81,28 @@ function setBuffers(fd: number): void {
     [libc.SO_SNDBUFFORCE, libc.SO_SNDBUF],
   ];
   for (const [force, plain] of pairs) {
-    if (libc.setsockoptInt(fd, libc.SOL_SOCKET, force, SOCKET_BUFFER) < 0) {
-      libc.setsockoptInt(fd, libc.SOL_SOCKET, plain, SOCKET_BUFFER); // best effort: a small buffer still works
+    if (sys.setsockoptInt(fd, libc.SOL_SOCKET, force, SOCKET_BUFFER) < 0) {
+      sys.setsockoptInt(fd, libc.SOL_SOCKET, plain, SOCKET_BUFFER); // best effort: a small buffer still works
     }
   }
 }
 
 /** A bound, non-blocking UDP socket fd, or -errno. */
 function rawSocket(family: 4 | 6, port: number, mark: number): number {
-  const fd = libc.socket(family === 4 ? libc.AF_INET : libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC);
+  const fd = sys.socket(family === 4 ? libc.AF_INET : libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC);
   if (fd < 0) return fd;
   let r = 0;
-  if (family === 6) r = libc.setsockoptInt(fd, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY, 1);
+  if (family === 6) r = sys.setsockoptInt(fd, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY, 1);
   if (r === 0) setBuffers(fd);
-  if (r === 0 && mark !== 0) r = libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK, mark);
-  if (r === 0) r = libc.bind(fd, sockaddr(family, port));
+  // The local address each datagram was sent to, so replies leave from it (udpsend.ts).
+  if (r === 0) {
+    if (family === 4) sys.setsockoptInt(fd, IPPROTO_IP, IP_PKTINFO, 1);
+    else sys.setsockoptInt(fd, libc.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+  }
+  if (r === 0 && mark !== 0) r = sys.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK, mark);
+  if (r === 0) r = sys.bind(fd, sockaddr(family, port));
   if (r < 0) {
-    libc.close(fd);
+    sys.close(fd);
     return r;
   }
   return fd;
@@ -77,7 +110,7 @@ function rawSocket(family: 4 | 6, port: number, mark: number): number {
 
 function boundPort(fd: number): number {
   const sa = Buffer.alloc(28);
-  return libc.getsockname(fd, sa) < 0 ? -1 : sa.readUInt16BE(2);
+  return sys.getsockname(fd, sa) < 0 ? -1 : sa.readUInt16BE(2);
 }
 
 function bindError(family: 4 | 6, port: number, errno: number): WgError {
@@ -93,12 +126,12 @@ const checkMark = (mark: number): boolean => Number.isInteger(mark) && mark >= 0
  * Binds UDP `port` on 0.0.0.0 and [::] (IPv6-only). Port 0 picks a port free on IPv4 and retries if IPv6
  * has it taken. Without IPv6 in the kernel (EAFNOSUPPORT) it runs on IPv4 alone, as wireguard-go does.
  */
-export async function openBind(port: number, opts: { mark?: number } = {}): Promise<Bind> {
+export async function openBind(port: number, opts: BindOptions = {}): Promise<Bind> {
   return openBindSync(port, opts);
 }
 
 /** openBind, synchronously: the UAPI must answer a listen_port change with the bind's real errno. */
-export function openBindSync(port: number, opts: { mark?: number } = {}): Bind {
+export function openBindSync(port: number, opts: BindOptions = {}): Bind {
   const mark = opts.mark ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WgError('EINVAL', `invalid UDP port ${port}`, E.EINVAL);
   if (!checkMark(mark)) throw new WgError('EINVAL', `invalid fwmark ${mark}`, E.EINVAL);
@@ -107,123 +140,183 @@ export function openBindSync(port: number, opts: { mark?: number } = {}): Bind {
     if (fd4 < 0) throw bindError(4, port, -fd4);
     const p = port || boundPort(fd4);
     if (p <= 0) {
-      libc.close(fd4);
+      sys.close(fd4);
       throw new WgError('EIO', 'getsockname failed on a bound UDP socket', E.EIO);
     }
     const fd6 = rawSocket(6, p, mark);
     if (fd6 === -E.EADDRINUSE && port === 0) {
-      libc.close(fd4);
+      sys.close(fd4);
       continue;
     }
     if (fd6 < 0 && fd6 !== -E.EAFNOSUPPORT) {
-      libc.close(fd4);
+      sys.close(fd4);
       throw bindError(6, p, -fd6);
     }
-    return new UdpBind(fd4, fd6 < 0 ? -1 : fd6, p);
+    return new UdpBind(fd4, fd6 < 0 ? -1 : fd6, p, opts.offload ?? true);
   }
   throw new WgError('EADDRINUSE', `no UDP port free on both IPv4 and IPv6 after ${PORT_TRIES} tries`, E.EADDRINUSE);
 }
 
+/**
+ * Two sockets, a receive thread filling a ring (udprecv.ts) that the control thread drains, and a GSO
+ * sender (udpsend.ts). Offload is probed per socket: UDP_SEGMENT for sends, UDP_GRO for receives.
+ */
 class UdpBind implements Bind {
-  sendErrors = 0;
-  recvErrors = 0;
-  /** Datagrams that arrived before onReceive was called. */
+  /** Receive-thread failures (its errno), and datagrams that arrived before onReceive was called. */
+  recvErrno = 0;
   unclaimed = 0;
-  private cb: ((data: Buffer, from: Endpoint) => void) | null = null;
-  private readonly v4: dgram.Socket;
-  private readonly v6: dgram.Socket | null;
+  readonly gro: boolean;
+  private cb: ReceiveFn | null = null;
+  private readonly ring: RxRing;
+  private readonly receiver: Worker;
+  private readonly sender: GsoSender;
   private closing: Promise<void> | null = null;
-  // rinfo.address is text; peers are few, so sources are cached as Endpoints (bounded, cleared when full).
-  private readonly fromCache = new Map<string, Map<number, Endpoint>>();
-  private readonly fromAddr = new WeakMap<Map<number, Endpoint>, Uint8Array>();
-  private readonly sendRing = Array.from({ length: SEND_RING }, () => Buffer.allocUnsafe(SEND_BUFFER_SIZE));
-  private sendNext = 0;
-  private readonly textCache = new WeakMap<Endpoint, string>();
+  private scheduled = false;
+  private parked = false;
+  // Sources are cached as Endpoints (bounded, cleared when full), so a datagram allocates nothing here:
+  // IPv4 by our local address (-1: unknown), then by address and port; IPv6 by text.
+  private readonly from4 = new Map<number, Map<number, Endpoint>>();
+  private readonly from6 = new Map<string, Endpoint>();
+  private sources = 0;
 
   constructor(
-    /** The raw fds (owned by the dgram sockets; -1 for a missing IPv6 socket), e.g. for getsockopt in tests. */
+    /** The raw fds (-1 for a missing IPv6 socket), e.g. for getsockopt in tests. */
     readonly fd4: number,
     readonly fd6: number,
     readonly port: number,
+    offload: boolean,
   ) {
-    this.v4 = this.adopt('udp4', fd4);
-    this.v6 = fd6 >= 0 ? this.adopt('udp6', fd6) : null;
+    const fds = [fd4, fd6].filter((fd) => fd >= 0);
+    const gso = offload && fds.every((fd) => sys.setsockoptInt(fd, sys.SOL_UDP, sys.UDP_SEGMENT, 0) === 0);
+    this.gro = offload && fds.every((fd) => sys.setsockoptInt(fd, sys.SOL_UDP, sys.UDP_GRO, 1) === 0);
+    if (!this.gro) for (const fd of fds) sys.setsockoptInt(fd, sys.SOL_UDP, sys.UDP_GRO, 0);
+    this.sender = new GsoSender((to) => (to.addr.length === 4 || isV4Mapped(to.addr) ? fd4 : fd6), gso);
+    const shape = this.gro ? RX_GRO : RX_PLAIN;
+    this.ring = RxRing.create(shape.count, shape.size);
+    const data: UdpReceiverData = { fds: [fd4, fd6], ring: this.ring.shape };
+    this.receiver = new Worker(new URL('./udprecv.js', import.meta.url), { workerData: data });
+    this.receiver.unref();
+    this.receiver.on('message', (m: UdpReceiverMessage) => (this.recvErrno = m.errno));
+    this.receiver.on('error', () => (this.recvErrno = this.recvErrno || E.EIO));
+    this.park();
   }
 
-  private adopt(type: 'udp4' | 'udp6', fd: number): dgram.Socket {
-    // Destinations are always numeric: answering the lookup synchronously skips dns.lookup's extra tick.
-    const lookup = (host: string, _o: unknown, cb: (e: Error | null, a: string, f: number) => void): void =>
-      cb(null, host, type === 'udp4' ? 4 : 6);
-    const s = dgram.createSocket({ type, lookup: lookup as dgram.SocketOptions['lookup'] });
-    // Without a send callback, a failed send surfaces here (as do receive errors).
-    s.on('error', () => this.recvErrors++);
-    s.on('message', (msg, rinfo) => {
-      const cb = this.cb;
-      const from = this.endpointOf(rinfo.address, rinfo.port);
-      if (!cb || !from) {
-        this.unclaimed++;
-        return;
-      }
-      cb(msg, from);
-    });
-    s.bind({ fd }); // wraps the already-bound fd; dgram takes ownership and closes it
-    return s;
+  get gso(): boolean {
+    return this.sender.gso;
   }
+
+  get sendStats(): SendStats {
+    return this.sender.stats;
+  }
+
+  get sendErrors(): number {
+    return this.sender.stats.errors;
+  }
+
+  private park(): void {
+    if (this.parked || this.closing) return;
+    this.parked = true;
+    void this.ring.ready.waitAsync().then(() => {
+      this.parked = false;
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.closing) return;
+    this.scheduled = true;
+    setImmediate(this.pump);
+  }
+
+  /** Hands the datagrams of up to RX_PER_TURN ring buffers to the receive callback, then yields. */
+  private pump = (): void => {
+    this.scheduled = false;
+    const ring = this.ring;
+    const data = ring.data;
+    for (let i = 0; i < RX_PER_TURN; i++) {
+      const b = ring.ready.pop();
+      if (b < 0) break;
+      const cb = this.cb;
+      const from = this.endpointOf(b);
+      if (!cb) this.unclaimed++;
+      else {
+        const len = ring.get(b, RX_LEN);
+        const seg = ring.get(b, RX_SEG) || len;
+        const start = b * ring.size;
+        for (let off = 0; off < len; off += seg) cb(data, start + off, Math.min(seg, len - off), from);
+      }
+      ring.free.push(b);
+    }
+    ring.free.wake();
+    if (ring.ready.size > 0) this.schedule();
+    else this.park();
+  };
 
   /**
-   * The Endpoint for a datagram's source, the same frozen object for every datagram from that source: a
-   * receiver that keeps one (roaming) copies it, so the hot path allocates nothing per datagram here.
+   * The Endpoint of a buffer's sender, with the local address it was sent to: the same frozen object for
+   * every datagram of that source, which receivers copy when they keep one (roaming).
    */
-  private endpointOf(text: string, port: number): Endpoint | null {
-    let ports = this.fromCache.get(text);
-    if (!ports) {
-      const pct = text.indexOf('%'); // a link-local zone; Endpoint has no place for it
-      const parsed = parseIP(pct < 0 ? text : text.slice(0, pct));
-      if (!parsed) return null;
-      if (this.fromCache.size >= 1024) this.fromCache.clear();
-      ports = new Map();
-      this.fromCache.set(text, ports);
-      this.fromAddr.set(ports, unmapV4(parsed));
+  private endpointOf(b: number): Endpoint {
+    const ring = this.ring;
+    const port = ring.get(b, RX_PORT);
+    const hasDst = ring.get(b, RX_HAS_DST) === 1;
+    if (this.sources >= MAX_SOURCES) {
+      this.from4.clear();
+      this.from6.clear();
+      this.sources = 0;
     }
-    let ep = ports.get(port);
+    if (ring.get(b, RX_FAMILY) === 4) {
+      const word = ring.get(b, RX_ADDR) >>> 0;
+      const dst = hasDst ? ring.get(b, RX_DST) >>> 0 : -1;
+      let byDst = this.from4.get(dst);
+      if (!byDst) {
+        byDst = new Map();
+        this.from4.set(dst, byDst);
+      }
+      const key = word * 65_536 + port;
+      let ep = byDst.get(key);
+      if (!ep) {
+        const addr = v4Bytes(word);
+        ep = Object.freeze(dst < 0 ? { addr, port } : { addr, port, src: v4Bytes(dst) });
+        byDst.set(key, ep);
+        this.sources++;
+      }
+      return ep;
+    }
+    const words = [0, 1, 2, 3].map((w) => ring.get(b, RX_ADDR + w));
+    const dstWords = hasDst ? [0, 1, 2, 3].map((w) => ring.get(b, RX_DST + w)) : [];
+    const key = `${words.join(',')},${port},${dstWords.join(',')}`;
+    let ep = this.from6.get(key);
     if (!ep) {
-      if (ports.size >= 1024) ports.clear();
-      ep = Object.freeze({ addr: this.fromAddr.get(ports)!, port });
-      ports.set(port, ep);
+      const addr = unmapV4(new Uint8Array(new Int32Array(words).buffer));
+      ep = Object.freeze(hasDst ? { addr, port, src: new Uint8Array(new Int32Array(dstWords).buffer) } : { addr, port });
+      this.from6.set(key, ep);
+      this.sources++;
     }
     return ep;
   }
 
   send(data: Uint8Array, to: Endpoint): void {
-    try {
-      const sock = to.addr.length === 4 || isV4Mapped(to.addr) ? this.v4 : this.v6;
-      // libuv sends synchronously unless the socket buffer is full; then it queues and keeps the memory
-      // until later. The caller's bytes live in a slot that is reused at once, so they are copied into a
-      // ring of buffers that a bounded queue can never lap.
-      if (!sock || data.length > SEND_BUFFER_SIZE || sock.getSendQueueCount() >= SEND_QUEUE_MAX) {
-        this.sendErrors++;
-        return;
-      }
-      const buf = this.sendRing[this.sendNext];
-      this.sendNext = (this.sendNext + 1) % SEND_RING;
-      buf.set(data);
-      sock.send(buf, 0, data.length, to.port, this.addressText(to));
-    } catch {
-      this.sendErrors++; // closed socket, bad port: dgram throws synchronously for those
+    if (this.closing || !validEndpoint(to)) {
+      this.sender.stats.errors++;
+      return;
     }
+    this.sender.sendNow(data, to);
   }
 
-  /** The destination as text for dgram, made once per Endpoint object rather than once per packet. */
-  private addressText(to: Endpoint): string {
-    let t = this.textCache.get(to);
-    if (t === undefined) {
-      t = formatIP(unmapV4(to.addr));
-      this.textCache.set(to, t);
+  queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void {
+    if (this.closing || !validEndpoint(to)) {
+      this.sender.stats.errors++;
+      return;
     }
-    return t;
+    this.sender.queue(buf, off, len, to);
   }
 
-  onReceive(cb: (data: Buffer, from: Endpoint) => void): void {
+  flush(): void {
+    if (!this.closing) this.sender.flush();
+  }
+
+  onReceive(cb: ReceiveFn): void {
     this.cb = cb;
   }
 
@@ -232,19 +325,37 @@ class UdpBind implements Bind {
     if (this.closing) return E.EBADF; // the fd numbers may already belong to someone else
     for (const fd of [this.fd4, this.fd6]) {
       if (fd < 0) continue;
-      const r = libc.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK, mark);
+      const r = sys.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK, mark);
       if (r < 0) return -r;
     }
     return 0;
   }
 
   close(): Promise<void> {
-    this.closing ??= Promise.all(
-      [this.v4, this.v6].map((s) => (s ? new Promise<void>((resolve) => s.close(() => resolve())) : undefined)),
-    ).then(() => undefined);
+    this.closing ??= (async () => {
+      // shutdown(2) wakes the receive thread out of poll(2) even on an unconnected socket; the fds are
+      // closed only once it has gone, so it never reads a number that has been reused.
+      Atomics.store(this.ring.ctl, CTL_STOP, 1);
+      for (const fd of [this.fd4, this.fd6]) if (fd >= 0) sys.shutdown(fd, sys.SHUT_RDWR);
+      this.ring.free.wake();
+      // Referenced again while it winds down: an unreferenced thread would let the process exit mid-close.
+      this.receiver.ref();
+      const exited = new Promise<void>((resolve) => this.receiver.once('exit', () => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 2_000)));
+      if ((await Promise.race([exited.then(() => true), timeout])) === false) await this.receiver.terminate();
+      clearTimeout(timer);
+      for (const fd of [this.fd4, this.fd6]) if (fd >= 0) sys.close(fd);
+    })();
     return this.closing;
   }
 }
+
+const v4Bytes = (word: number): Uint8Array =>
+  Uint8Array.of(word & 0xff, (word >>> 8) & 0xff, (word >>> 16) & 0xff, word >>> 24);
+
+const validEndpoint = (to: Endpoint): boolean =>
+  (to.addr.length === 4 || to.addr.length === 16) && Number.isInteger(to.port) && to.port > 0 && to.port <= 65535;
 
 /** Datagrams queued on a MemoryNetwork, delivered in order on a later macrotask. */
 interface Flight {
@@ -304,7 +415,7 @@ export class MemoryNetwork {
 export class MemoryBind implements Bind {
   sendErrors = 0;
   mark = 0;
-  private cb: ((data: Buffer, from: Endpoint) => void) | null = null;
+  private cb: ReceiveFn | null = null;
   private closed = false;
 
   constructor(
@@ -331,13 +442,19 @@ export class MemoryBind implements Bind {
     this.net.post({ from: this.endpoint, to: { addr: Uint8Array.from(a), port: to.port }, data: Uint8Array.from(data) });
   }
 
+  queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void {
+    this.send(buf.subarray(off, off + len), to);
+  }
+
+  flush(): void {}
+
   /** @internal called by MemoryNetwork */
   deliver(data: Uint8Array, from: Endpoint): void {
     if (this.closed || !this.cb) return;
-    this.cb(Buffer.from(data), { addr: Uint8Array.from(from.addr), port: from.port });
+    this.cb(Buffer.from(data), 0, data.length, { addr: Uint8Array.from(from.addr), port: from.port });
   }
 
-  onReceive(cb: (data: Buffer, from: Endpoint) => void): void {
+  onReceive(cb: ReceiveFn): void {
     this.cb = cb;
   }
 

@@ -1,5 +1,6 @@
 // The real UDP bind (root): src/tun/bind.ts openBind on both families, datagrams over loopback, port
-// conflicts, SO_MARK read back with getsockopt, and close() freeing the port. The main thread joins a
+// conflicts, SO_MARK read back with getsockopt, close() freeing the port, and the batched path: GSO runs,
+// GRO receives, and the fallbacks (offload off, a segment larger than the route's MTU). The main thread joins a
 // namespace of its own for the whole file (setns), so even loopback traffic stays out of the root namespace
 // (testnet.md). Never skips: without root it fails.
 
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
 import { openSync, closeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { openBind, type Bind } from '../../src/tun/bind.js';
+import { openBind, type Bind, type BindOptions } from '../../src/tun/bind.js';
 import * as libc from '../../src/tun/libc.js';
 import type { Endpoint } from '../../src/peer.js';
 
@@ -52,7 +53,7 @@ after(async () => {
   spawnSync('ip', ['netns', 'del', NS], { timeout: 10_000 });
 });
 
-async function bind(port: number, opts?: { mark?: number }): Promise<Bind> {
+async function bind(port: number, opts?: BindOptions): Promise<Bind> {
   const b = await openBind(port, opts);
   open.push(b);
   return b;
@@ -66,7 +67,7 @@ const fds = (b: Bind): number[] => {
 type Got = { data: string; from: Endpoint }[];
 function inbox(b: Bind): Got {
   const got: Got = [];
-  b.onReceive((data, from) => got.push({ data: data.toString(), from }));
+  b.onReceive((buf, off, len, from) => got.push({ data: buf.toString('utf8', off, off + len), from }));
   return got;
 }
 
@@ -112,10 +113,11 @@ test('two binds exchange datagrams over 127.0.0.1 and ::1 with exact from-endpoi
   await until(() => atB.length === 2, 2000, 'the IPv6 datagram arrives');
   a.send(Buffer.from('mapped'), { addr: MAPPED_LO4, port: b.port });
   await until(() => atB.length === 3, 2000, 'the datagram to ::ffff:127.0.0.1 arrives');
+  // `src` is our own address each datagram was sent to (IP_PKTINFO), here loopback's.
   assert.deepEqual(atB, [
-    { data: 'v4', from: { addr: LO4, port: a.port } },
-    { data: 'v6', from: { addr: LO6, port: a.port } },
-    { data: 'mapped', from: { addr: LO4, port: a.port } }, // went out on IPv4: never a mapped address
+    { data: 'v4', from: { addr: LO4, port: a.port, src: LO4 } },
+    { data: 'v6', from: { addr: LO6, port: a.port, src: LO6 } },
+    { data: 'mapped', from: { addr: LO4, port: a.port, src: LO4 } }, // went out on IPv4: never a mapped address
   ]);
   for (const m of atB) b.send(Buffer.from(`re:${m.data}`), m.from);
   await until(() => atA.length === 3, 2000, 'the replies arrive');
@@ -127,7 +129,7 @@ test('two binds exchange datagrams over 127.0.0.1 and ::1 with exact from-endpoi
 
   const big = Buffer.alloc(1452, 0xab);
   const sizes: number[] = [];
-  b.onReceive((d) => sizes.push(d.length));
+  b.onReceive((_buf, _off, len) => sizes.push(len));
   for (let i = 0; i < 200; i++) a.send(big, { addr: i % 2 ? LO6 : LO4, port: b.port });
   await until(() => sizes.length === 200, 3000, `a burst of 200 datagrams arrives (${sizes.length})`);
   assert.ok(sizes.every((n) => n === 1452));
@@ -181,4 +183,119 @@ test('send never throws and counts errors; close() frees the port', async () => 
   assert.equal(a.setMark(1), 9, 'EBADF after close: the fd numbers are no longer ours');
   const again = await bind(port);
   assert.equal(again.port, port, 'the same port binds again on both families');
+});
+
+/** `n` datagrams in slot-like shared memory: datagram i is `sizes[i]` bytes of (i & 0xff), 2048 bytes apart. */
+function slots(sizes: number[]): Buffer {
+  const mem = Buffer.from(new SharedArrayBuffer(sizes.length * 2048));
+  sizes.forEach((len, i) => mem.fill(i & 0xff, i * 2048, i * 2048 + len));
+  return mem;
+}
+
+type Seen = { len: number; first: number; last: number; port: number }[];
+function seen(b: Bind): Seen {
+  const got: Seen = [];
+  b.onReceive((buf, off, len, from) => got.push({ len, first: buf[off], last: buf[off + len - 1], port: from.port }));
+  return got;
+}
+
+const stats = (b: Bind): { calls: number; datagrams: number; errors: number } =>
+  (b as unknown as { sendStats: { calls: number; datagrams: number; errors: number } }).sendStats;
+const offload = (b: Bind): { gso: boolean; gro: boolean } => {
+  const u = b as unknown as { gso: boolean; gro: boolean };
+  return { gso: u.gso, gro: u.gro };
+};
+
+for (const on of [true, false]) {
+  test(`queued datagrams arrive whole and in order, offload ${on ? 'on' : 'off'} (one sendmsg per run with GSO)`, async () => {
+    requireRoot();
+    const a = await bind(0, { offload: on });
+    const b = await bind(0, { offload: on });
+    assert.deepEqual(offload(a), { gso: on, gro: on }, 'this kernel has UDP_SEGMENT and UDP_GRO');
+    const got = seen(b);
+    // Two runs to IPv4 (40 full segments then a short one; then 5 more), one to IPv6, one back to IPv4.
+    const sizes = [...Array(40).fill(1452), 700, ...Array(5).fill(1452), 1000, 1000, 64];
+    const mem = slots(sizes);
+    const dest = (i: number): Endpoint => ({ addr: i >= 46 && i < 48 ? LO6 : LO4, port: b.port });
+    const before = stats(a).calls;
+    sizes.forEach((len, i) => a.queue(mem, i * 2048, len, dest(i)));
+    a.flush();
+    const calls = stats(a).calls - before;
+    await until(() => got.length === sizes.length, 3000, `all ${sizes.length} datagrams arrive (${got.length})`);
+    const v4 = got.filter((g) => g.len !== 1000);
+    const order = [...sizes.keys()].filter((i) => !(i >= 46 && i < 48));
+    assert.deepEqual(v4.map((g) => [g.len, g.first, g.last]), order.map((i) => [sizes[i], i & 0xff, i & 0xff]), 'IPv4 datagrams intact and in order');
+    assert.deepEqual(got.filter((g) => g.len === 1000).map((g) => g.first), [46, 47]);
+    assert.ok(got.every((g) => g.port === a.port));
+    assert.equal(stats(a).errors, 0);
+    // GSO: [40 x 1452 + 700], [5 x 1452], [2 x 1000 to IPv6], [64]; without: one call per datagram.
+    assert.equal(calls, on ? 4 : sizes.length, `sendmsg calls (${calls})`);
+  });
+}
+
+test('a GSO run whose segments exceed the route MTU falls back to single (fragmented) datagrams', async () => {
+  requireRoot();
+  const a = await bind(0);
+  const b = await bind(0);
+  const got = seen(b);
+  ip(['-n', NS, 'link', 'set', 'lo', 'mtu', '1280']);
+  try {
+    const sizes = Array(8).fill(1452);
+    const mem = slots(sizes);
+    sizes.forEach((len, i) => a.queue(mem, i * 2048, len, { addr: LO4, port: b.port }));
+    a.flush();
+    await until(() => got.length === 8, 3000, `8 reassembled datagrams arrive (${got.length})`);
+    assert.deepEqual(got.map((g) => [g.len, g.first]), sizes.map((len, i) => [len, i]));
+    assert.equal(stats(a).errors, 0);
+    assert.equal(offload(a).gso, true, 'EINVAL (MTU) does not turn GSO off');
+  } finally {
+    ip(['-n', NS, 'link', 'set', 'lo', 'mtu', '65536']);
+  }
+});
+
+test('a burst larger than the receive ring is received in full once the ring drains', async () => {
+  requireRoot();
+  const a = await bind(0);
+  const b = await bind(0);
+  const got = seen(b);
+  const sizes = Array(3000).fill(1452);
+  const mem = slots(sizes.slice(0, 64));
+  for (let i = 0; i < sizes.length; i++) {
+    a.queue(mem, (i % 64) * 2048, 1452, { addr: LO4, port: b.port });
+    if (i % 64 === 63) a.flush();
+  }
+  a.flush();
+  await until(() => got.length === sizes.length, 5000, `3000 datagrams arrive (${got.length})`);
+  assert.ok(got.every((g, i) => g.first === (i % 64)), 'in order');
+});
+
+test('replies leave from the address the peer reached (IP_PKTINFO), and from a routed one once it is gone', async () => {
+  requireRoot();
+  ip(['-n', NS, 'addr', 'add', '198.51.100.7/32', 'dev', 'lo']);
+  try {
+    const a = await bind(0);
+    const b = await bind(0);
+    const atA = inbox(a);
+    const atB = inbox(b);
+    const seven = Uint8Array.of(198, 51, 100, 7);
+    a.send(Buffer.from('hello'), { addr: seven, port: b.port });
+    await until(() => atB.length === 1, 2000, 'the datagram to 198.51.100.7 arrives');
+    assert.deepEqual(atB[0].from.src, seven, 'b learns which of its addresses a used');
+    // Back to a at 127.0.0.1: routing alone would pick 127.0.0.1 as the source; the sticky source wins.
+    const back = { addr: LO4, port: a.port, src: seven };
+    b.send(Buffer.from('sticky'), back);
+    await until(() => atA.length === 1, 2000, 'the reply arrives');
+    assert.deepEqual(atA[0].from.addr, seven, 'the reply came from 198.51.100.7');
+    ip(['-n', NS, 'addr', 'del', '198.51.100.7/32', 'dev', 'lo']);
+    b.send(Buffer.from('after'), back);
+    const mem = slots([100, 100]);
+    b.queue(mem, 0, 100, back);
+    b.queue(mem, 2048, 100, back);
+    b.flush();
+    await until(() => atA.length === 4, 2000, `the datagrams after the address left arrive (${atA.length})`);
+    assert.deepEqual(atA.slice(1).map((m) => m.from.addr), [LO4, LO4, LO4], 'the kernel picked a source again');
+    assert.equal(stats(b).errors, 0, 'nothing was lost');
+  } finally {
+    spawnSync('ip', ['-n', NS, 'addr', 'del', '198.51.100.7/32', 'dev', 'lo'], { timeout: 10_000 });
+  }
 });

@@ -1,6 +1,8 @@
-// TUN offload as a user runs it (root): by default the TUN carries a virtio_net_hdr (TSO super-packets
+// Offload as a user runs it (root). TUN: by default the TUN carries a virtio_net_hdr (TSO super-packets
 // split on read, GRO on write) and TCP and full-MTU pings work both ways; WGTS_TUN_OFFLOAD=0 falls back to
-// plain packets with the same traffic; and an offload side interoperates with a plain side.
+// plain packets with the same traffic; and an offload side interoperates with a plain side. UDP: by default
+// datagrams leave in GSO runs (seen on the veth as frames far above its MTU) and arrive through UDP_GRO;
+// WGTS_UDP_OFFLOAD=0 sends one datagram per frame with the same traffic; each falls back alone.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,6 +39,58 @@ async function traffic(t: Topology): Promise<void> {
     assert.ok(mbit > 50, `TCP ${reverse ? 'b->a' : 'a->b'} moved only ${mbit.toFixed(0)} Mbit/s`);
   }
 }
+
+/** The largest UDP payload tcpdump sees on h's veth while a's TCP stream to b runs. */
+async function largestDatagram(t: Topology, h: Host): Promise<number> {
+  const dump = t.exec(h, ['timeout', '8', 'tcpdump', '-n', '-l', '-q', '-c', '400', '-i', t.veth[h.name], 'udp'], { timeoutMs: 12_000 });
+  await new Promise((r) => setTimeout(r, 800)); // tcpdump needs a moment before it captures
+  await tcp(t, false);
+  const d = await dump;
+  const lens = [...d.stdout.matchAll(/UDP, length (\d+)/g)].map((m) => Number(m[1]));
+  assert.ok(lens.length > 50, `tcpdump saw the stream:\n${d.stdout.slice(0, 2000)}\n${d.stderr}`);
+  return Math.max(...lens);
+}
+
+const udpOffloadLog = (t: Topology, h: Host): string => /UDP GSO (on|off), GRO (on|off)/.exec(t.log(h))?.[0] ?? t.log(h);
+
+describe('UDP offload', () => {
+  it('is on by default: GSO runs leave as one frame each, GRO takes them whole', STEP, async () => {
+    requireRoot();
+    const t = await Topology.create({ impls: ['wgts', 'wgts'] });
+    try {
+      assert.equal(udpOffloadLog(t, t.a), 'UDP GSO on, GRO on');
+      assert.equal(udpOffloadLog(t, t.b), 'UDP GSO on, GRO on');
+      const largest = await largestDatagram(t, t.a);
+      assert.ok(largest > 1500 * 4, `GSO runs are frames of many datagrams (largest UDP payload seen: ${largest})`);
+      await traffic(t);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('WGTS_UDP_OFFLOAD=0 sends datagram by datagram with the same traffic', STEP, async () => {
+    requireRoot();
+    const t = await Topology.create({ impls: ['wgts', 'wgts'], env: { WGTS_UDP_OFFLOAD: '0' } });
+    try {
+      assert.equal(udpOffloadLog(t, t.a), 'UDP GSO off, GRO off');
+      const largest = await largestDatagram(t, t.a);
+      assert.ok(largest <= 1452, `no datagram larger than MTU 1420 + 32 (largest seen: ${largest})`);
+      await traffic(t);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a GSO sender and a wireguard-go receiver (no GRO) interoperate both ways', STEP, async () => {
+    requireRoot();
+    const t = await Topology.create({ impls: ['wgts', 'wggo'] });
+    try {
+      await traffic(t);
+    } finally {
+      await t.close();
+    }
+  });
+});
 
 describe('TUN offload', () => {
   it('is on by default and carries TCP and full-MTU pings both ways', STEP, async () => {

@@ -14,7 +14,7 @@ const EIO = 5;
 
 function collect(b: Bind): { data: string; from: Endpoint }[] {
   const got: { data: string; from: Endpoint }[] = [];
-  b.onReceive((data, from) => got.push({ data: data.toString(), from }));
+  b.onReceive((buf, off, len, from) => got.push({ data: buf.toString('utf8', off, off + len), from }));
   return got;
 }
 

@@ -1,0 +1,112 @@
+// The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
+// getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
+// shutdown(2) and close(2). Unlike libc.ts (ffi-rs, ~11 us per call here and unusable off the main thread),
+// koffi costs ~0.15 us per call and works in worker threads, which is what batching the UDP path needs.
+// Every function returns the C result or -errno and never throws.
+
+import { createRequire } from 'node:module';
+import type * as KoffiNs from 'koffi';
+
+type Koffi = typeof KoffiNs;
+type Fn = (...args: unknown[]) => number;
+
+export const SOL_UDP = 17;
+export const UDP_SEGMENT = 103;
+export const UDP_GRO = 104;
+export const MSG_DONTWAIT = 0x40;
+export const POLLIN = 0x1;
+export const SHUT_RDWR = 2;
+export const EAGAIN = 11;
+export const EINTR = 4;
+
+interface Sys {
+  koffi: Koffi;
+  socket: Fn;
+  bind: Fn;
+  setsockopt: Fn;
+  getsockname: Fn;
+  sendmsg: Fn;
+  recvmmsg: Fn;
+  poll: Fn;
+  shutdown: Fn;
+  close: Fn;
+}
+
+let sys: Sys | null = null;
+
+function load(): Sys {
+  if (sys) return sys;
+  const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+  const lib = koffi.load('libc.so.6');
+  // Pointers are declared void *: koffi then passes a typed array's own memory, with no copy either way.
+  sys = {
+    koffi,
+    socket: lib.func('int socket(int, int, int)') as Fn,
+    bind: lib.func('int bind(int, void *, uint32_t)') as Fn,
+    setsockopt: lib.func('int setsockopt(int, int, int, void *, uint32_t)') as Fn,
+    getsockname: lib.func('int getsockname(int, void *, void *)') as Fn,
+    sendmsg: lib.func('intptr_t sendmsg(int, void *, int)') as Fn,
+    recvmmsg: lib.func('int recvmmsg(int, void *, uint32_t, int, void *)') as Fn,
+    poll: lib.func('int poll(void *, uint64_t, int)') as Fn,
+    shutdown: lib.func('int shutdown(int, int)') as Fn,
+    close: lib.func('int close(int)') as Fn,
+  };
+  return sys;
+}
+
+const check = (s: Sys, r: number): number => (r < 0 ? -(s.koffi.errno() || 5) : r);
+
+/** The address of a typed array's first byte, as a number (user-space addresses fit in 47 bits). */
+export function addressOf(buf: ArrayBufferView): number {
+  return Number(load().koffi.address(buf));
+}
+
+export function socket(domain: number, type: number, protocol = 0): number {
+  const s = load();
+  return check(s, s.socket(domain, type, protocol));
+}
+
+export function bind(fd: number, sockaddr: Uint8Array): number {
+  const s = load();
+  return check(s, s.bind(fd, sockaddr, sockaddr.byteLength));
+}
+
+export function setsockoptInt(fd: number, level: number, name: number, value: number): number {
+  const s = load();
+  const v = new Uint32Array([value >>> 0]);
+  return check(s, s.setsockopt(fd, level, name, v, 4));
+}
+
+export function getsockname(fd: number, out: Uint8Array): number {
+  const s = load();
+  const len = new Uint32Array([out.byteLength]);
+  return check(s, s.getsockname(fd, out, len));
+}
+
+/** sendmsg(2) with a struct msghdr laid out in `msghdr` (whose pointers are absolute addresses). */
+export function sendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
+  const s = load();
+  return check(s, s.sendmsg(fd, msghdr, flags));
+}
+
+/** recvmmsg(2) into `vec` (an array of struct mmsghdr), no timeout. */
+export function recvmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number): number {
+  const s = load();
+  return check(s, s.recvmmsg(fd, vec, vlen, flags, null));
+}
+
+/** poll(2) over `fds` (struct pollfd[]: int fd, short events, short revents). */
+export function poll(fds: Uint8Array, nfds: number, timeoutMs: number): number {
+  const s = load();
+  return check(s, s.poll(fds, nfds, timeoutMs));
+}
+
+export function shutdown(fd: number, how: number): number {
+  const s = load();
+  return check(s, s.shutdown(fd, how));
+}
+
+export function close(fd: number): number {
+  const s = load();
+  return check(s, s.close(fd));
+}
