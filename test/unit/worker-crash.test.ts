@@ -88,7 +88,8 @@ test('send path: each crashed seal batch drops its packets and returns all its s
   const free = new SpscQueue(SLOTS);
   for (let i = 0; i < SLOTS; i++) free.push(i);
   const sent: number[] = [];
-  const path = new SendPath(s.a, outbound, ready, free, pool, (d) => sent.push(d.length), () => {}, (m) => logged.push(m));
+  const out = { usable: () => true, queue: (_b: Uint8Array, _o: number, len: number) => void sent.push(len), flush: () => {} };
+  const path = new SendPath(s.a, outbound, ready, free, pool, out, () => {}, (m) => logged.push(m));
   path.start();
   const pkt = ipv4('203.0.113.1', '203.0.113.2', new Uint8Array(100));
   const lostBefore = pool.stats.workersLost;
@@ -136,7 +137,7 @@ test('receive path: each crashed open batch drops its packets and frees all its 
   for (let r = 0; r < ROUNDS; r++) {
     const msgs = dataFromB();
     assert.equal(msgs.length, BATCH);
-    for (const m of msgs) recv.onDatagram(m, s.from); // the 64th dispatches the batch at once
+    for (const m of msgs) recv.onDatagram(m, 0, m.length, s.from); // the 64th dispatches the batch at once
     assert.ok(await until(() => pool.stats.workersLost > lostBefore + r, 10_000), `round ${r}: the worker died`);
     await sleep(20); // the rejection reaches the receive path after the exit is seen
   }
@@ -146,6 +147,6 @@ test('receive path: each crashed open batch drops its packets and frees all its 
 
   // Three packets (an inline batch) still open and reach the TUN.
   const few = dataFromB().slice(0, 3);
-  for (const m of few) recv.onDatagram(m, s.from);
+  for (const m of few) recv.onDatagram(m, 0, m.length, s.from);
   assert.ok(await until(() => written === 3, 5000), `packets still get through (${written})`);
 });
