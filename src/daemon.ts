@@ -107,6 +107,7 @@ export class Daemon implements UapiHost {
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts.tun, opts.log, opts);
     d.bind = openBindSync(0, { offload: d.udpOffload });
+    d.bind.setSourceCheck?.(d.sourceOk);
     d.bind.onReceive(d.receive.onDatagram);
     d.uapi = await listenUapi(opts.tun.name, serveUapi(d, opts.log.at), opts.uapiFd !== undefined ? { fd: opts.uapiFd } : {});
     d.uapi.onDeleted(() => void d.stop('UAPI socket deleted'));
@@ -137,6 +138,7 @@ export class Daemon implements UapiHost {
     const old = this.bind;
     this.bind = next;
     next.onReceive(this.receive.onDatagram);
+    next.setSourceCheck?.(this.sourceOk);
     void old.close();
     this.log.verbose(`UDP bind has been updated (port ${next.port}, UDP GSO ${onOff(next.gso)}, GRO ${onOff(next.gro)})`);
     return 0;
@@ -226,6 +228,12 @@ export class Daemon implements UapiHost {
     if (this.loops(to)) this.device.drop('routing-loop');
     else this.bind.send(data, to);
   }
+
+  /**
+   * A sticky source address is kept only while the route to the peer still leaves through the interface
+   * its datagrams came in on; a better route elsewhere resets it, as the kernel module does.
+   */
+  private readonly sourceOk = (to: Endpoint): boolean => to.srcIf === undefined || this.loopGuard.outInterface(to) === to.srcIf;
 
   private loops(to: Endpoint): boolean {
     if (!this.loopGuard.loops(to)) return false;

@@ -454,9 +454,9 @@ export class Device {
   /** Any authenticated packet: learn the endpoint (roaming), count it, and run the "received" timer hooks. */
   private authenticated(peer: Peer, from: Endpoint, bytes: number): void {
     const ep = peer.endpoint;
-    if (!ep || ep.port !== from.port || !equal(ep.addr, from.addr) || !sameSource(ep.src, from.src)) {
+    if (!ep || ep.port !== from.port || !equal(ep.addr, from.addr) || !sameSource(ep.src, from.src) || ep.srcIf !== from.srcIf) {
       peer.endpoint = from.src
-        ? { addr: Uint8Array.from(from.addr), port: from.port, src: Uint8Array.from(from.src) }
+        ? { addr: Uint8Array.from(from.addr), port: from.port, src: Uint8Array.from(from.src), srcIf: from.srcIf }
         : { addr: Uint8Array.from(from.addr), port: from.port };
     }
     if (bytes) peer.countRx(bytes);

@@ -19,6 +19,8 @@ export interface Endpoint {
    * from it, as the kernel's sticky endpoint source does. Absent for configured endpoints.
    */
   src?: Uint8Array;
+  /** The interface that datagram came in on: the source is used only while replies would leave through it. */
+  srcIf?: number;
 }
 
 const FOLD_AT = 2 ** 52;

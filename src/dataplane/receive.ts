@@ -48,7 +48,7 @@ export class ReceivePath {
   onDatagram = (buf: Uint8Array, off: number, len: number, from: Endpoint): void => {
     try {
       if (len >= DATA_MIN_SIZE && readU32(buf, off) === MESSAGE_DATA) this.data(buf, off, len, from);
-      else this.handshake(buf.slice(off, off + len), from);
+      else this.handshake(copyOf(buf, off, len), from);
     } catch (e) {
       this.log(`receive path: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       this.device.drop('internal');
@@ -67,7 +67,7 @@ export class ReceivePath {
 
   private data(buf: Uint8Array, off: number, len: number, from: Endpoint): void {
     if (len > this.arena.slotSize) {
-      this.oversized(buf.slice(off, off + len), from);
+      this.oversized(copyOf(buf, off, len), from);
       return;
     }
     const s = this.freeSlots.pop();
@@ -89,7 +89,7 @@ export class ReceivePath {
     if (target.keypair.keySlot < 0) {
       // No worker copy of the key (the table is full): open it here, but only when nothing of this peer's
       // is in flight, or it would overtake packets still queued.
-      if (q.size === 0) this.device.receive(bytes.slice(at, at + len), from);
+      if (q.size === 0) this.device.receive(copyOf(bytes, at, len), from);
       else this.device.drop('queue-full');
       this.release(s);
       return;
@@ -183,3 +183,9 @@ export class ReceivePath {
   }
 
 }
+
+/**
+ * A copy of `len` bytes at `off`. Not buf.slice(): on a Buffer that is a view, and the bind reuses its
+ * receive buffers as soon as the callback returns, so a queued handshake would be overwritten.
+ */
+const copyOf = (buf: Uint8Array, off: number, len: number): Uint8Array => Uint8Array.prototype.slice.call(buf, off, off + len);

@@ -11,7 +11,7 @@ import * as libc from './libc.js'; // constants only here: the calls go through 
 import { E, errnoText } from './libc.js';
 import * as sys from './sys.js';
 import { GsoSender, type SendStats } from './udpsend.js';
-import { CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_LEN, RX_PORT, RX_SEG, RxRing } from './udpring.js';
+import { CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_IFINDEX, RX_LEN, RX_PORT, RX_SEG, RxRing } from './udpring.js';
 import type { UdpReceiverData, UdpReceiverMessage } from './udprecv.js';
 
 /** A datagram: `len` bytes at `off` in `buf`, valid only until the callback returns. */
@@ -36,6 +36,8 @@ export interface Bind {
   flush(): void;
   /** The single receive callback (a later call replaces it). `from.addr` is 4 bytes for IPv4 peers. */
   onReceive(cb: ReceiveFn): void;
+  /** Decides whether an endpoint's sticky source address may still be used (see udpsend.ts). */
+  setSourceCheck?(ok: (to: Endpoint) => boolean): void;
   /** SO_MARK on both sockets; 0 or a positive errno. */
   setMark(mark: number): number;
   close(): Promise<void>;
@@ -265,9 +267,11 @@ class UdpBind implements Bind {
       this.from6.clear();
       this.sources = 0;
     }
+    const srcIf = ring.get(b, RX_IFINDEX);
     if (ring.get(b, RX_FAMILY) === 4) {
       const word = ring.get(b, RX_ADDR) >>> 0;
-      const dst = hasDst ? ring.get(b, RX_DST) >>> 0 : -1;
+      // Our address and the interface it came in on, as one key (interface indexes stay far below 2^20).
+      const dst = hasDst ? (ring.get(b, RX_DST) >>> 0) * 1_048_576 + (srcIf & 0xfffff) : -1;
       let byDst = this.from4.get(dst);
       if (!byDst) {
         byDst = new Map();
@@ -277,7 +281,7 @@ class UdpBind implements Bind {
       let ep = byDst.get(key);
       if (!ep) {
         const addr = v4Bytes(word);
-        ep = Object.freeze(dst < 0 ? { addr, port } : { addr, port, src: v4Bytes(dst) });
+        ep = Object.freeze(dst < 0 ? { addr, port } : { addr, port, src: v4Bytes(ring.get(b, RX_DST) >>> 0), srcIf });
         byDst.set(key, ep);
         this.sources++;
       }
@@ -285,11 +289,11 @@ class UdpBind implements Bind {
     }
     const words = [0, 1, 2, 3].map((w) => ring.get(b, RX_ADDR + w));
     const dstWords = hasDst ? [0, 1, 2, 3].map((w) => ring.get(b, RX_DST + w)) : [];
-    const key = `${words.join(',')},${port},${dstWords.join(',')}`;
+    const key = `${words.join(',')},${port},${dstWords.join(',')},${srcIf}`;
     let ep = this.from6.get(key);
     if (!ep) {
       const addr = unmapV4(new Uint8Array(new Int32Array(words).buffer));
-      ep = Object.freeze(hasDst ? { addr, port, src: new Uint8Array(new Int32Array(dstWords).buffer) } : { addr, port });
+      ep = Object.freeze(hasDst ? { addr, port, src: new Uint8Array(new Int32Array(dstWords).buffer), srcIf } : { addr, port });
       this.from6.set(key, ep);
       this.sources++;
     }
@@ -318,6 +322,10 @@ class UdpBind implements Bind {
 
   onReceive(cb: ReceiveFn): void {
     this.cb = cb;
+  }
+
+  setSourceCheck(ok: (to: Endpoint) => boolean): void {
+    this.sender.sourceOk = ok;
   }
 
   setMark(mark: number): number {

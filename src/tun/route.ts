@@ -82,7 +82,7 @@ const RECHECK_MS = 1_000;
 
 /** Per-endpoint answer to "does sending there loop into our own TUN?", cached briefly. */
 export class LoopGuard {
-  private readonly cache = new WeakMap<Endpoint, { at: number; loops: boolean }>();
+  private readonly cache = new WeakMap<Endpoint, { at: number; loops: boolean; out: number }>();
 
   constructor(
     private readonly tunName: () => string,
@@ -90,12 +90,24 @@ export class LoopGuard {
   ) {}
 
   loops(to: Endpoint, now = performance.now()): boolean {
+    return this.lookup(to, now).loops;
+  }
+
+  /**
+   * The interface the route to `to` leaves through now, or -errno. A sticky source address is used only
+   * while this is still the interface the peer's datagrams came in on (the kernel module's src_if check).
+   */
+  outInterface(to: Endpoint, now = performance.now()): number {
+    return this.lookup(to, now).out;
+  }
+
+  private lookup(to: Endpoint, now: number): { at: number; loops: boolean; out: number } {
     const hit = this.cache.get(to);
-    if (hit && now - hit.at < RECHECK_MS) return hit.loops;
+    if (hit && now - hit.at < RECHECK_MS) return hit;
     const tunIndex = interfaceIndex(this.tunName());
-    const out = tunIndex > 0 ? routeInterface(to.addr, this.mark()) : -1;
-    const loops = tunIndex > 0 && out === tunIndex;
-    this.cache.set(to, { at: now, loops });
-    return loops;
+    const out = routeInterface(to.addr, this.mark());
+    const entry = { at: now, loops: tunIndex > 0 && out === tunIndex, out };
+    this.cache.set(to, entry);
+    return entry;
   }
 }

@@ -9,7 +9,7 @@ import {
   CMSG_HDR, CMemory, IOVEC_SIZE, MMSG_LEN, MMSGHDR_SIZE, MSGHDR, MSG_TRUNC, POLLFD_SIZE, SOCKADDR_SIZE,
 } from './msghdr.js';
 import {
-  CTL_ERRNO, CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_LEN, RX_PORT, RX_SEG, RxRing, type RxRingShape,
+  CTL_ERRNO, CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_IFINDEX, RX_LEN, RX_PORT, RX_SEG, RxRing, type RxRingShape,
 } from './udpring.js';
 import { EAGAIN, EINTR, MSG_DONTWAIT, POLLIN, SOL_UDP, UDP_GRO, addressOf, poll, recvmmsg } from './sys.js';
 
@@ -23,6 +23,7 @@ export type UdpReceiverMessage = { kind: 'error'; errno: number };
 
 /** Datagrams (buffers) asked for per recvmmsg call. */
 const VLEN = 32;
+const CALLS_PER_TURN = 4;
 // Room for UDP_GRO (CMSG_SPACE(4) = 24) and IPV6_PKTINFO (CMSG_SPACE(20) = 40) or IP_PKTINFO (32).
 const CONTROL_SIZE = 80;
 const IPPROTO_IP = 0;
@@ -62,9 +63,12 @@ function run(data: UdpReceiverData): void {
     parentPort?.postMessage({ kind: 'error', errno } satisfies UdpReceiverMessage);
   };
 
-  /** Reads `fd` until it would block. False when the thread must end. */
+  /**
+   * Reads `fd` until it would block, or for CALLS_PER_TURN calls: a flooded socket never runs dry, and the
+   * other one must still get its turn. False when the thread must end.
+   */
   const drain = (fd: number): boolean => {
-    for (;;) {
+    for (let call = 0; call < CALLS_PER_TURN; call++) {
       let k = 0;
       while (k < VLEN) {
         const b = taken.length ? taken.pop()! : ring.free.pop();
@@ -111,6 +115,7 @@ function run(data: UdpReceiverData): void {
       ring.ready.wake();
       if (n < k) return true;
     }
+    return true;
   };
 
   while (!stopped()) {
@@ -149,9 +154,11 @@ function readControl(m: CMemory, off: number, len: number, ring: RxRing, b: numb
     if (level === SOL_UDP && type === UDP_GRO) ring.set(b, RX_SEG, m.i32[d >> 2]);
     else if (level === IPPROTO_IP && type === IP_PKTINFO) {
       ring.set(b, RX_DST, m.i32[(d + 8) >> 2]); // struct in_pktinfo { ifindex; spec_dst; addr }
+      ring.set(b, RX_IFINDEX, m.i32[d >> 2]);
       ring.set(b, RX_HAS_DST, 1);
     } else if (level === IPPROTO_IPV6 && type === IPV6_PKTINFO) {
       for (let w = 0; w < 4; w++) ring.set(b, RX_DST + w, m.i32[(d >> 2) + w]); // { addr; ifindex }
+      ring.set(b, RX_IFINDEX, m.i32[(d >> 2) + 4]);
       ring.set(b, RX_HAS_DST, 1);
     }
     p += (clen + 7) & ~7;

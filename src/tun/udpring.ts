@@ -13,6 +13,7 @@ export const RX_PORT = 3;
 export const RX_ADDR = 4; // 4 words: the source address bytes (first word only for IPv4)
 export const RX_HAS_DST = 8; // 1 when RX_DST holds the local address the datagram was sent to (IP_PKTINFO)
 export const RX_DST = 9; // 4 words, like RX_ADDR
+export const RX_IFINDEX = 13; // the interface it came in on (IP_PKTINFO)
 const RX_WORDS = 16;
 
 /** Control words. */

@@ -40,6 +40,8 @@ export class GsoSender {
   /** False once the kernel refused a GSO send with EIO (or never offered UDP_SEGMENT). */
   gso: boolean;
   readonly stats: SendStats = { errors: 0, calls: 0, datagrams: 0 };
+  /** Whether `to.src` may be used now (the daemon checks the route still leaves through `to.srcIf`). */
+  sourceOk: (to: Endpoint) => boolean = () => true;
   private readonly m = new CMemory(IOV_OFF + GSO_MAX_SEGMENTS * IOVEC_SIZE);
   private readonly stage = new Uint8Array(new SharedArrayBuffer(SEND_NOW_MAX));
   /** Endpoints whose source address could not be used: their datagrams leave without IP_PKTINFO. */
@@ -108,7 +110,7 @@ export class GsoSender {
     }
     const m = this.m;
     m.u32[MSGHDR.namelen >> 2] = writeSockaddr(m, NAME_OFF, to.addr, to.port);
-    let src = to.src !== undefined && !this.staleSrc.has(to) && stickable(to.src);
+    let src = to.src !== undefined && !this.staleSrc.has(to) && stickable(to.src) && this.sourceOk(to);
     if (n > 1 && this.gso) {
       let r = this.send(fd, to, n, this.runSeg, src);
       if (r < 0 && r !== -EAGAIN && src) {
@@ -196,6 +198,7 @@ const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
   if (a.port !== b.port || !sameBytes(a.addr, b.addr)) return false;
+  if (a.srcIf !== b.srcIf) return false;
   return a.src === b.src || (a.src !== undefined && b.src !== undefined && sameBytes(a.src, b.src));
 }
 
