@@ -8,10 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, openSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive, findDaemon, Namespaces, requireRoot, run, socketPath, Topology, waitUntil, WGTS_BIN } from '../harness/netns.js';
+import { uapi } from '../helpers/uapi-client.js';
 
 const STEP = { timeout: 30_000 };
 const EXIT_MS = 3000; // "each within ~3 s"
@@ -65,31 +65,6 @@ async function assertExits(pid: number, ns: string, ifname: string, why: string)
   }
   assert.ok(gone, `after ${why} the daemon should exit and remove its socket within ${EXIT_MS} ms; after ${Date.now() - started} ms: ${state}\n${readFileSync(LOG, 'utf8').split('\n').slice(-6).join('\n')}`);
   assert.ok(await waitUntil(() => !linkExists(ns, ifname), 1000), `the TUN ${ifname} is gone after ${why}`);
-}
-
-/** One UAPI operation on a fresh connection: returns the reply up to and including the blank line. */
-function uapi(ifname: string, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(socketPath(ifname));
-    let buf = '';
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`no UAPI reply to ${JSON.stringify(request)} within 3 s; got ${JSON.stringify(buf)}`));
-    }, 3000);
-    s.on('data', (d) => {
-      buf += d.toString();
-      if (buf.endsWith('\n\n')) {
-        clearTimeout(timer);
-        s.end();
-        resolve(buf);
-      }
-    });
-    s.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.write(request);
-  });
 }
 
 describe('wgts command line and lifecycle', () => {

@@ -9,12 +9,12 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { findLeaks } from '../helpers/leaks.js';
 import {
   alive, genKeyPair, run, sleep, socketPath, Topology, waitUntil, WG_RUN_DIR, WGTS_BIN, requireRoot,
 } from '../harness/netns.js';
+import { uapi } from '../helpers/uapi-client.js';
 
 const LEVELS = ['debug', 'verbose', 'error'] as const;
 // Protocol timers x0.03: REKEY_AFTER_TIME is 3.6 s, so a few seconds of pings see a rekey.
@@ -22,31 +22,6 @@ const TIMER_SCALE = '0.03';
 
 const hex = (k: Uint8Array): string => Buffer.from(k).toString('hex');
 const fromB64 = (s: string): Buffer => Buffer.from(s, 'base64');
-
-/** One UAPI request on a fresh connection; the reply up to the blank line. */
-function uapi(ifname: string, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(socketPath(ifname));
-    let buf = '';
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`no UAPI reply within 3 s; got ${JSON.stringify(buf)}`));
-    }, 3000);
-    s.on('data', (d) => {
-      buf += d.toString();
-      if (buf.endsWith('\n\n')) {
-        clearTimeout(timer);
-        s.end();
-        resolve(buf);
-      }
-    });
-    s.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.write(request);
-  });
-}
 
 async function latestHandshake(t: Topology): Promise<number> {
   const out = await t.wg(t.a, ['show', t.a.ifname, 'latest-handshakes']);
