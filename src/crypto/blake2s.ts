@@ -1,27 +1,164 @@
 // BLAKE2s-based primitives of the Noise construction (protocol.md "Cryptographic construction"): HASH,
-// MAC (keyed BLAKE2s, 16-byte output), HMAC-BLAKE2s and the KDF1/2/3 chain. libsodium has no BLAKE2s, so
-// these come from @noble/hashes on every path; they are used only for handshakes and cookies, never per packet.
+// MAC (keyed BLAKE2s, 16-byte output), HMAC-BLAKE2s and the KDF1/2/3 chain. libsodium has no BLAKE2s, so it
+// is written here (RFC 7693) on a preallocated state: under a handshake flood every datagram costs a mac1
+// check and a cookie MAC, and a general-purpose hasher's per-call objects were ~40% of the daemon's CPU.
+// Output is checked byte for byte against @noble/hashes and RFC 7693's vector (test/unit/crypto.test.ts).
 
-import { blake2s } from '@noble/hashes/blake2.js';
-import { hmac as nobleHmac } from '@noble/hashes/hmac.js';
+const IV = Uint32Array.of(
+  0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+);
+
+// RFC 7693 §2.7: the message word schedule of each of the 10 rounds.
+const SIGMA = Uint8Array.of(
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+  14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3,
+  11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4,
+  7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8,
+  9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13,
+  2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9,
+  12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11,
+  13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10,
+  6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5,
+  10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0,
+);
+
+const BLOCK = 64;
+
+/** One BLAKE2s computation at a time, on state allocated once. */
+class Blake2s {
+  private readonly h = new Uint32Array(8);
+  private readonly v = new Uint32Array(16);
+  private readonly m = new Uint32Array(16);
+  private readonly block = new Uint8Array(BLOCK);
+  private fill = 0;
+  private t = 0; // bytes compressed so far (a handshake message is far below 2^32)
+  private outLen = 32;
+
+  init(outLen: number, key?: Uint8Array): this {
+    const keyLen = key ? key.length : 0;
+    this.h.set(IV);
+    this.h[0] ^= 0x01010000 ^ (keyLen << 8) ^ outLen;
+    this.outLen = outLen;
+    this.t = 0;
+    this.fill = 0;
+    if (keyLen > 0) {
+      this.block.fill(0);
+      this.block.set(key!);
+      this.fill = BLOCK;
+    }
+    return this;
+  }
+
+  update(data: Uint8Array): this {
+    let i = 0;
+    while (i < data.length) {
+      // The last block is compressed only in digest(), with the final flag: a full buffer waits for more.
+      if (this.fill === BLOCK) {
+        this.t += BLOCK;
+        this.compress(false);
+        this.fill = 0;
+      }
+      const n = Math.min(BLOCK - this.fill, data.length - i);
+      this.block.set(data.subarray(i, i + n), this.fill);
+      this.fill += n;
+      i += n;
+    }
+    return this;
+  }
+
+  digest(out = new Uint8Array(this.outLen)): Uint8Array {
+    this.t += this.fill;
+    this.block.fill(0, this.fill);
+    this.compress(true);
+    for (let i = 0; i < this.outLen; i++) out[i] = this.h[i >> 2] >>> (8 * (i & 3));
+    this.h.fill(0);
+    this.block.fill(0);
+    return out;
+  }
+
+  private compress(last: boolean): void {
+    const { h, v, m, block } = this;
+    for (let i = 0; i < 16; i++) {
+      const j = i * 4;
+      m[i] = block[j] | (block[j + 1] << 8) | (block[j + 2] << 16) | (block[j + 3] << 24);
+    }
+    for (let i = 0; i < 8; i++) {
+      v[i] = h[i];
+      v[i + 8] = IV[i];
+    }
+    v[12] ^= this.t; // the counter's high word (v[13]) stays as is below 2^32 bytes
+    if (last) v[14] = ~v[14];
+    for (let r = 0; r < 10; r++) {
+      const s = r * 16;
+      g(v, 0, 4, 8, 12, m[SIGMA[s]], m[SIGMA[s + 1]]);
+      g(v, 1, 5, 9, 13, m[SIGMA[s + 2]], m[SIGMA[s + 3]]);
+      g(v, 2, 6, 10, 14, m[SIGMA[s + 4]], m[SIGMA[s + 5]]);
+      g(v, 3, 7, 11, 15, m[SIGMA[s + 6]], m[SIGMA[s + 7]]);
+      g(v, 0, 5, 10, 15, m[SIGMA[s + 8]], m[SIGMA[s + 9]]);
+      g(v, 1, 6, 11, 12, m[SIGMA[s + 10]], m[SIGMA[s + 11]]);
+      g(v, 2, 7, 8, 13, m[SIGMA[s + 12]], m[SIGMA[s + 13]]);
+      g(v, 3, 4, 9, 14, m[SIGMA[s + 14]], m[SIGMA[s + 15]]);
+    }
+    for (let i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+  }
+}
+
+function g(v: Uint32Array, a: number, b: number, c: number, d: number, x: number, y: number): void {
+  let va = v[a];
+  let vb = v[b];
+  let vc = v[c];
+  let vd = v[d];
+  va = (va + vb + x) | 0;
+  vd ^= va;
+  vd = (vd >>> 16) | (vd << 16);
+  vc = (vc + vd) | 0;
+  vb ^= vc;
+  vb = (vb >>> 12) | (vb << 20);
+  va = (va + vb + y) | 0;
+  vd ^= va;
+  vd = (vd >>> 8) | (vd << 24);
+  vc = (vc + vd) | 0;
+  vb ^= vc;
+  vb = (vb >>> 7) | (vb << 25);
+  v[a] = va;
+  v[b] = vb;
+  v[c] = vc;
+  v[d] = vd;
+}
+
+// Single-threaded callers never interleave two computations on one instance; HMAC uses its own.
+const one = new Blake2s();
+const inner = new Blake2s();
+const outer = new Blake2s();
+const pad = new Uint8Array(BLOCK);
 
 export function hash(...parts: Uint8Array[]): Uint8Array {
-  const h = blake2s.create({});
-  for (const p of parts) h.update(p);
-  return h.digest();
+  one.init(32);
+  for (const p of parts) one.update(p);
+  return one.digest();
 }
 
 /** Keyed BLAKE2s with a 16-byte output (mac1, mac2, cookies). */
 export function mac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const h = blake2s.create({ key, dkLen: 16 });
-  for (const p of parts) h.update(p);
-  return h.digest();
+  one.init(16, key);
+  for (const p of parts) one.update(p);
+  return one.digest();
 }
 
+/** HMAC (RFC 2104) over BLAKE2s with its 64-byte block; keys are at most 32 bytes here. */
 export function hmac(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
-  const h = nobleHmac.create(blake2s, key);
-  for (const p of parts) h.update(p);
-  return h.digest();
+  const k = key.length > BLOCK ? hash(key) : key;
+  pad.fill(0x36);
+  for (let i = 0; i < k.length; i++) pad[i] ^= k[i];
+  inner.init(32).update(pad);
+  for (const p of parts) inner.update(p);
+  const ih = inner.digest();
+  pad.fill(0x5c);
+  for (let i = 0; i < k.length; i++) pad[i] ^= k[i];
+  outer.init(32).update(pad).update(ih);
+  pad.fill(0);
+  ih.fill(0);
+  return outer.digest();
 }
 
 const ONE = Uint8Array.of(1);

@@ -30,6 +30,23 @@ test('BLAKE2s known answers (RFC 7693 "abc") and the WireGuard construction cons
   assert.equal(mac(new Uint8Array(32), enc.encode('x')).length, 16);
 });
 
+test('BLAKE2s, keyed MAC and HMAC are byte-identical to @noble/hashes for every length 0..300 and key 1..32', async () => {
+  const { blake2s } = await import('@noble/hashes/blake2.js');
+  const { hmac: nobleHmac } = await import('@noble/hashes/hmac.js');
+  let seed = 7;
+  const bytes = (n: number): Uint8Array => Uint8Array.from({ length: n }, () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24);
+  for (let len = 0; len <= 300; len++) {
+    const msg = bytes(len);
+    const key = bytes(1 + (len % 32));
+    assert.deepEqual(hash(msg), blake2s(msg), `hash, ${len} bytes`);
+    assert.deepEqual(mac(key, msg), blake2s(msg, { key, dkLen: 16 }), `mac, ${len} bytes, ${key.length}-byte key`);
+    assert.deepEqual(hmac(key, msg), nobleHmac(blake2s, key, msg), `hmac, ${len} bytes`);
+    // Split updates land on every block boundary.
+    const cut = len >> 1;
+    assert.deepEqual(hash(msg.subarray(0, cut), msg.subarray(cut)), blake2s(msg), `hash in two parts, ${len} bytes`);
+  }
+});
+
 test('KDF chain: KDFn outputs are prefixes of each other and differ per counter', () => {
   const key = hash(enc.encode('key'));
   const input = enc.encode('input');
