@@ -113,11 +113,12 @@ test('two binds exchange datagrams over 127.0.0.1 and ::1 with exact from-endpoi
   await until(() => atB.length === 2, 2000, 'the IPv6 datagram arrives');
   a.send(Buffer.from('mapped'), { addr: MAPPED_LO4, port: b.port });
   await until(() => atB.length === 3, 2000, 'the datagram to ::ffff:127.0.0.1 arrives');
-  // `src` is our own address each datagram was sent to (IP_PKTINFO), here loopback's.
+  // `src` is our own address each datagram was sent to and `srcIf` the interface it came in on (IP_PKTINFO),
+  // here loopback's (index 1 in every namespace).
   assert.deepEqual(atB, [
-    { data: 'v4', from: { addr: LO4, port: a.port, src: LO4 } },
-    { data: 'v6', from: { addr: LO6, port: a.port, src: LO6 } },
-    { data: 'mapped', from: { addr: LO4, port: a.port, src: LO4 } }, // went out on IPv4: never a mapped address
+    { data: 'v4', from: { addr: LO4, port: a.port, src: LO4, srcIf: 1 } },
+    { data: 'v6', from: { addr: LO6, port: a.port, src: LO6, srcIf: 1 } },
+    { data: 'mapped', from: { addr: LO4, port: a.port, src: LO4, srcIf: 1 } }, // went out on IPv4: never a mapped address
   ]);
   for (const m of atB) b.send(Buffer.from(`re:${m.data}`), m.from);
   await until(() => atA.length === 3, 2000, 'the replies arrive');
