@@ -34,9 +34,9 @@ const invalid = (msg: string): UapiError => new UapiError(-Errno.EINVAL, msg);
 
 /**
  * A bad value or key name for the log, quoted, with every run that could be key material (16 or more
- * base64/hex characters) hidden: a key pasted into the wrong field must not reach the log (issue 5 item 8).
+ * base64, base64url or hex characters) hidden: a key pasted into the wrong field must not reach the log (issue 5 item 8).
  */
-const shown = (v: string): string => JSON.stringify(v.replace(/[A-Za-z0-9+/=-]{16,}/g, (m) => `<${m.length} characters hidden>`));
+const shown = (v: string): string => JSON.stringify(v.replace(/[A-Za-z0-9+/=_-]{16,}/g, (m) => `<${m.length} characters hidden>`));
 
 /** The flag keys (replace_peers, remove, ...) take exactly "true". */
 function requireTrue(key: string, value: string): void {
