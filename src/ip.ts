@@ -65,6 +65,13 @@ function parseV6(s: string): Uint8Array | null {
 }
 
 /** IPv4 dotted quad -> 4 bytes, IPv6 text -> 16 bytes, anything else (incl. zone ids, spaces) -> null. */
+/** ::ffff:a.b.c.d, the IPv6 spelling of an IPv4 address (RFC 4291 §2.5.5.2). */
+export function isV4Mapped(a: Uint8Array): boolean {
+  if (a.length !== 16 || a[10] !== 0xff || a[11] !== 0xff) return false;
+  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
+  return true;
+}
+
 export function parseIP(s: string): Uint8Array | null {
   if (s.length === 0 || s.length > 45) return null; // 45 = longest IPv6 text with an IPv4 tail
   if (s.includes(':')) return parseV6(s);

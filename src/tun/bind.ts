@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import { WgError } from '../errors.js';
 import type { Endpoint } from '../peer.js';
-import { formatIP } from '../ip.js';
+import { formatIP, isV4Mapped } from '../ip.js';
 import * as libc from './libc.js'; // constants only here: the calls go through sys.ts
 import { E, errnoText } from './libc.js';
 import * as sys from './sys.js';
@@ -53,9 +53,6 @@ export interface BindOptions {
 // Asked for with SO_*BUFFORCE (root may exceed net.core.rmem_max), else the plain option, which the kernel caps.
 const SOCKET_BUFFER = 4 << 20;
 const PORT_TRIES = 8;
-const IPPROTO_IP = 0;
-const IP_PKTINFO = 8;
-const IPV6_RECVPKTINFO = 49;
 const MAX_SOURCES = 1024;
 // Receive ring: with UDP_GRO a buffer takes a whole coalesced burst (up to 64 KB); without, one datagram.
 // 256 of them, because a peer without GSO (wireguard-go 0.0.2022) still arrives one datagram per buffer.
@@ -63,9 +60,6 @@ const RX_GRO = { count: 256, size: 65_536 };
 const RX_PLAIN = { count: 512, size: 4096 };
 /** Ring buffers the control thread drains per event-loop turn before it lets timers and the UAPI run. */
 const RX_PER_TURN = 64;
-
-const isV4Mapped = (a: Uint8Array): boolean =>
-  a.length === 16 && a[10] === 0xff && a[11] === 0xff && a.subarray(0, 10).every((b) => b === 0);
 
 /** An IPv4-mapped IPv6 address becomes its 4 IPv4 bytes, so one peer never has two spellings. */
 export const unmapV4 = (a: Uint8Array): Uint8Array => (isV4Mapped(a) ? a.subarray(12) : a);
@@ -99,8 +93,8 @@ function rawSocket(family: 4 | 6, port: number, mark: number): number {
   if (r === 0) setBuffers(fd);
   // The local address each datagram was sent to, so replies leave from it (udpsend.ts).
   if (r === 0) {
-    if (family === 4) sys.setsockoptInt(fd, IPPROTO_IP, IP_PKTINFO, 1);
-    else sys.setsockoptInt(fd, libc.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+    if (family === 4) sys.setsockoptInt(fd, sys.IPPROTO_IP, sys.IP_PKTINFO, 1);
+    else sys.setsockoptInt(fd, sys.IPPROTO_IPV6, sys.IPV6_RECVPKTINFO, 1);
   }
   if (r === 0 && mark !== 0) r = sys.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK, mark);
   if (r === 0) r = sys.bind(fd, sockaddr(family, port));

@@ -3,6 +3,7 @@
 // They live in SharedArrayBuffers, whose memory never moves, so the absolute addresses written into them stay
 // valid; pointers are written as two u32 halves so no BigInt is made per packet.
 
+import { isV4Mapped } from '../ip.js';
 import { addressOf } from './sys.js';
 
 export const MSGHDR = { name: 0, namelen: 8, iov: 16, iovlen: 24, control: 32, controllen: 40, flags: 48 } as const;
@@ -67,10 +68,4 @@ export function writeSockaddr(m: CMemory, off: number, addr: Uint8Array, port: n
   m.u16[off >> 1] = 10; // AF_INET6
   u8.set(addr, off + 8);
   return 28;
-}
-
-function isV4Mapped(a: Uint8Array): boolean {
-  if (a.length !== 16 || a[10] !== 0xff || a[11] !== 0xff) return false;
-  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
-  return true;
 }

@@ -6,6 +6,7 @@
 
 import { createRequire } from 'node:module';
 import type * as KoffiNs from 'koffi';
+import { E } from './libc.js'; // constants only: ffi-rs itself is never loaded from here
 
 type Koffi = typeof KoffiNs;
 type Fn = (...args: unknown[]) => number;
@@ -13,11 +14,14 @@ type Fn = (...args: unknown[]) => number;
 export const SOL_UDP = 17;
 export const UDP_SEGMENT = 103;
 export const UDP_GRO = 104;
+export const IPPROTO_IP = 0;
+export const IP_PKTINFO = 8;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_RECVPKTINFO = 49;
+export const IPV6_PKTINFO = 50;
 export const MSG_DONTWAIT = 0x40;
 export const POLLIN = 0x1;
 export const SHUT_RDWR = 2;
-export const EAGAIN = 11;
-export const EINTR = 4;
 
 interface Sys {
   koffi: Koffi;
@@ -54,7 +58,7 @@ function load(): Sys {
   return sys;
 }
 
-const check = (s: Sys, r: number): number => (r < 0 ? -(s.koffi.errno() || 5) : r);
+const check = (s: Sys, r: number): number => (r < 0 ? -(s.koffi.errno() || E.EIO) : r);
 
 /** The address of a typed array's first byte, as a number (user-space addresses fit in 47 bits). */
 export function addressOf(buf: ArrayBufferView): number {

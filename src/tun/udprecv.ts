@@ -11,7 +11,10 @@ import {
 import {
   CTL_ERRNO, CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_IFINDEX, RX_LEN, RX_PORT, RX_SEG, RxRing, type RxRingShape,
 } from './udpring.js';
-import { EAGAIN, EINTR, MSG_DONTWAIT, POLLIN, SOL_UDP, UDP_GRO, addressOf, poll, recvmmsg } from './sys.js';
+import { E } from './libc.js'; // constants only
+import {
+  IPPROTO_IP, IPPROTO_IPV6, IP_PKTINFO, IPV6_PKTINFO, MSG_DONTWAIT, POLLIN, SOL_UDP, UDP_GRO, addressOf, poll, recvmmsg,
+} from './sys.js';
 
 export interface UdpReceiverData {
   /** The IPv4 socket and the IPv6 one (-1 when there is none). */
@@ -26,10 +29,7 @@ const VLEN = 32;
 const CALLS_PER_TURN = 4;
 // Room for UDP_GRO (CMSG_SPACE(4) = 24) and IPV6_PKTINFO (CMSG_SPACE(20) = 40) or IP_PKTINFO (32).
 const CONTROL_SIZE = 80;
-const IPPROTO_IP = 0;
-const IP_PKTINFO = 8;
-const IPPROTO_IPV6 = 41;
-const IPV6_PKTINFO = 50;
+
 const POLL_ERR_MASK = 0x8 | 0x10 | 0x20; // POLLERR, POLLHUP, POLLNVAL
 
 function run(data: UdpReceiverData): void {
@@ -88,8 +88,8 @@ function run(data: UdpReceiverData): void {
       const n = recvmmsg(fd, m.u8, k, MSG_DONTWAIT);
       if (n <= 0) {
         for (let i = 0; i < k; i++) taken.push(inCall[i]);
-        if (n === -EINTR) continue;
-        if (n === -EAGAIN || n === 0) return true;
+        if (n === -E.EINTR) continue;
+        if (n === -E.EAGAIN || n === 0) return true;
         // ECONNREFUSED and friends report an ICMP error of an earlier send: nothing to read, carry on.
         return !stopped();
       }
@@ -122,7 +122,7 @@ function run(data: UdpReceiverData): void {
     const r = poll(pollFds, fds.length, -1);
     if (stopped()) return;
     if (r < 0) {
-      if (r === -EINTR) continue;
+      if (r === -E.EINTR) continue;
       return fail(-r);
     }
     for (let j = 0; j < fds.length; j++) {
@@ -130,7 +130,7 @@ function run(data: UdpReceiverData): void {
       if (revents === 0) continue;
       if (revents & POLL_ERR_MASK && !(revents & POLLIN)) {
         if (stopped()) return;
-        if (revents & 0x20) return fail(9); // POLLNVAL: the fd was closed under us (EBADF)
+        if (revents & 0x20) return fail(E.EBADF); // POLLNVAL: the fd was closed under us (EBADF)
       }
       if (!drain(fds[j])) return;
     }

@@ -9,24 +9,20 @@
 
 import type { Endpoint } from '../peer.js';
 import { CMemory, CMSG_HDR, IOVEC_SIZE, MSGHDR, SOCKADDR_SIZE, writeSockaddr } from './msghdr.js';
-import { SOL_UDP, UDP_SEGMENT, addressOf, sendmsg } from './sys.js';
+import { E } from './libc.js'; // constants only
+import { IPPROTO_IP, IPPROTO_IPV6, IP_PKTINFO, IPV6_PKTINFO, SOL_UDP, UDP_SEGMENT, addressOf, sendmsg } from './sys.js';
+import { equal } from '../crypto/suite.js';
 
 /** udp(7): at most 64 segments per GSO send; and the whole run must fit one 64 KB UDP datagram. */
 export const GSO_MAX_SEGMENTS = 64;
 const GSO_MAX_BYTES = 65_000;
-const EIO = 5;
 /** Larger than any datagram the control thread sends on its own (MTU up to the slot size). */
 const SEND_NOW_MAX = 8192;
-const EAGAIN = 11;
 
 const CMSG_OFF = 64; // after the msghdr
 // CMSG_SPACE(sizeof(u16)) for UDP_SEGMENT is 24; IPV6_PKTINFO's is 40 (IP_PKTINFO's 32).
 const NAME_OFF = CMSG_OFF + 64;
 const IOV_OFF = NAME_OFF + SOCKADDR_SIZE;
-const IPPROTO_IP = 0;
-const IP_PKTINFO = 8;
-const IPPROTO_IPV6 = 41;
-const IPV6_PKTINFO = 50;
 
 export interface SendStats {
   /** Datagrams the kernel refused (full socket buffer, no route, bad address). */
@@ -113,7 +109,7 @@ export class GsoSender {
     let src = to.src !== undefined && !this.staleSrc.has(to) && stickable(to.src) && this.sourceOk(to);
     if (n > 1 && this.gso) {
       let r = this.send(fd, to, n, this.runSeg, src);
-      if (r < 0 && r !== -EAGAIN && src) {
+      if (r < 0 && r !== -E.EAGAIN && src) {
         r = this.send(fd, to, n, this.runSeg, false);
         src = this.unstick(to, r);
       }
@@ -121,13 +117,13 @@ export class GsoSender {
         this.stats.datagrams += n;
         return;
       }
-      if (r === -EAGAIN) {
+      if (r === -E.EAGAIN) {
         this.stats.errors += n; // a full socket buffer drops, as the kernel's own queue would
         return;
       }
       // EIO: the device cannot segment; EINVAL: a segment exceeds the route's MTU. Either way each datagram
       // goes alone (and may be fragmented, like any other UDP send); EIO turns GSO off for good.
-      if (r === -EIO) this.gso = false;
+      if (r === -E.EIO) this.gso = false;
     }
     for (let i = 0; i < n; i++) {
       if (i > 0) {
@@ -136,7 +132,7 @@ export class GsoSender {
         m.put64(IOV_OFF + 8, m.get64(IOV_OFF + i * IOVEC_SIZE + 8));
       }
       let r = this.send(fd, to, 1, 0, src);
-      if (r < 0 && r !== -EAGAIN && src) {
+      if (r < 0 && r !== -E.EAGAIN && src) {
         r = this.send(fd, to, 1, 0, false);
         src = this.unstick(to, r);
       }
@@ -190,16 +186,10 @@ export class GsoSender {
   }
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-};
-
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  if (a.port !== b.port || !sameBytes(a.addr, b.addr)) return false;
+  if (a.port !== b.port || !equal(a.addr, b.addr)) return false;
   if (a.srcIf !== b.srcIf) return false;
-  return a.src === b.src || (a.src !== undefined && b.src !== undefined && sameBytes(a.src, b.src));
+  return a.src === b.src || (a.src !== undefined && b.src !== undefined && equal(a.src, b.src));
 }
 
 /** Link-local sources need their interface too; like an unset source, they are left to routing. */
