@@ -4,7 +4,7 @@
 // per-process sequence number); everything is stopped by pid and deleted in close() or on process exit.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,14 +88,26 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, ms: numb
   return cond();
 }
 
-/** Is pid a live process (zombies count as gone: they hold no socket and no TUN)? */
+/**
+ * Is pid a live process? Zombies count as gone: they hold no socket and no TUN. But a multithreaded process's
+ * leader turns zombie as soon as it exits, while its other threads may still be tearing down and the shared
+ * fd table (socket, TUN) is closed only by the last of them, so every thread must be gone.
+ */
 export function alive(pid: number): boolean {
+  let tids: string[];
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/\) [ZX] /.test(stat);
+    tids = readdirSync(`/proc/${pid}/task`);
   } catch {
     return false;
   }
+  for (const tid of tids) {
+    try {
+      if (!/\) [ZX] /.test(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'))) return true;
+    } catch {
+      // That thread finished while we looked.
+    }
+  }
+  return false;
 }
 
 export function cmdline(pid: number): string[] {
