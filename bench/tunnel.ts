@@ -57,6 +57,8 @@ export interface ConfigSpec {
   env?: Record<string, string>;
   /** Only the single-stream a->b test (the crypto-worker scaling runs). */
   singleOnly?: boolean;
+  /** With singleOnly: the idle ping RTT too. */
+  withRtt?: boolean;
 }
 
 export type Medians = Record<string, number | null>;
@@ -80,6 +82,14 @@ export const SCALING: ConfigSpec[] = [1, 2, 4].map((n) => ({
   env: { WGTS_CRYPTO_THREADS: String(n) },
   singleOnly: true,
 }));
+
+/**
+ * The same pair with the TUN and the sockets read by reader threads instead of the control thread itself
+ * (WGTS_IO=threads, the design before uvpoll.ts): the figures that decided the default.
+ */
+export const IO_MODES: ConfigSpec[] = [
+  { name: 'wgts<->wgts io=threads', impls: ['wgts', 'wgts'], env: { WGTS_IO: 'threads' }, singleOnly: true, withRtt: true },
+];
 
 /**
  * UDP payload sizes of the packets-per-second runs. The largest is 1392, not 1420: the tunnel's MTU is 1420
@@ -220,7 +230,7 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     await iperf(t, daemons, [], 1); // warm-up (JIT, TCP caches): not counted
     await sleep(300);
     // RTT on an idle tunnel, before the floods (their queues would still be draining).
-    if (!spec.singleOnly) sample.rttMs = await pingRtt(t);
+    if (!spec.singleOnly || spec.withRtt) sample.rttMs = await pingRtt(t);
     for (const test of spec.singleOnly ? TESTS.slice(0, 1) : TESTS) {
       const s = await iperf(t, daemons, test.args, seconds, test.payload);
       sample.tests[test.key] = s;
@@ -320,12 +330,12 @@ export async function runTunnelBench(opts: TunnelBenchOptions): Promise<TunnelBe
   const order: string[][] = [];
   const rotate = <T>(xs: T[], r: number): T[] => xs.map((_, i) => xs[(i + r) % xs.length]);
   for (let r = 0; r < opts.rounds; r++) {
-    const specs = [...rotate(CONFIGS, r), ...rotate(SCALING, r)];
+    const specs = [...rotate(CONFIGS, r), ...rotate(SCALING, r), ...IO_MODES];
     order.push(specs.map((c) => c.name));
     for (const spec of specs) samples.push(await measure(spec, r, opts.seconds, log));
   }
   const medians: Record<string, Medians> = {};
-  for (const spec of [...CONFIGS, ...SCALING]) medians[spec.name] = summarize(samples.filter((s) => s.config === spec.name));
+  for (const spec of [...CONFIGS, ...SCALING, ...IO_MODES]) medians[spec.name] = summarize(samples.filter((s) => s.config === spec.name));
   return { rounds: opts.rounds, seconds: opts.seconds, order, medians, samples };
 }
 
@@ -357,6 +367,11 @@ export function formatTunnelTable(res: TunnelBenchResult): string {
     row(`TCP 1 stream a->b, WGTS_CRYPTO_THREADS=${n} (Mbit/s)`, metric('tcp1_ab_mbps'), spec.name, null);
     row(`  CPU per GB, WGTS_CRYPTO_THREADS=${n} (CPU s/GB)`, metric('cpu_s_per_gb'), spec.name, null);
     row(`  main-thread GC per GB, WGTS_CRYPTO_THREADS=${n} (ms/GB)`, metric('gc_ms_per_gb'), spec.name, null);
+  }
+  for (const spec of IO_MODES) {
+    row(`TCP 1 stream a->b, WGTS_IO=${spec.env?.WGTS_IO} (Mbit/s)`, metric('tcp1_ab_mbps'), spec.name, null);
+    row(`  ping RTT, WGTS_IO=${spec.env?.WGTS_IO} (ms)`, metric('rtt_ms'), spec.name, null);
+    row(`  CPU per GB, WGTS_IO=${spec.env?.WGTS_IO} (CPU s/GB)`, metric('cpu_s_per_gb'), spec.name, null);
   }
   const head = ['metric', 'better', 'wgts<->wgts', 'wg-go<->wg-go', 'wgts<->wg-go', 'wgts/wg-go', 'per-round'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

@@ -98,6 +98,7 @@ async function foreground(ifname: string): Promise<number> {
       uapiFd: uapiFd !== undefined ? Number(uapiFd) : undefined,
       timerScale: Number.isFinite(scale) && scale > 0 ? scale : 1,
       udpOffload: process.env.WGTS_UDP_OFFLOAD !== '0',
+      io: process.env.WGTS_IO === 'threads' ? 'threads' : 'loop',
       cryptoThreads: process.env.WGTS_CRYPTO_THREADS ? Number(process.env.WGTS_CRYPTO_THREADS) : undefined,
       cryptoPolicy: parsePolicy(process.env.WGTS_CRYPTO_POLICY),
     });

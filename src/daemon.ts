@@ -13,7 +13,11 @@ import { ReceivePath } from './dataplane/receive.js';
 import { SendPath } from './dataplane/send.js';
 import { CryptPool, type CryptPolicy } from './workers/pool.js';
 import { KeyTable } from './workers/keytable.js';
-import { openBindSync, type Bind } from './tun/bind.js';
+import { openBindSync, type Bind, type IoMode } from './tun/bind.js';
+import { NO_SLOTS, TunIngest } from './tun/ingest.js';
+import { FdWatcher } from './tun/uvpoll.js';
+import { setNonBlocking } from './tun/sys.js';
+import { E } from './tun/libc.js';
 import { watchLink, type LinkEvent, type TunDevice } from './tun/tun.js';
 import { LoopGuard } from './tun/route.js';
 import { TunWriter } from './tun/writer.js';
@@ -25,6 +29,8 @@ import type { UapiHost } from './uapi/uapi.js';
 /** Slot size: the largest packet plus header, tag and padding (MTUs up to 4032 fit). */
 const SLOT_SIZE = 4096;
 const TIMER_TICK_MS = 20;
+/** TUN reads per readiness callback when the control thread reads the TUN itself (a read may be 64 KB). */
+const TUN_READS_PER_TURN = 16;
 
 export interface DaemonOptions {
   tun: TunDevice;
@@ -39,6 +45,8 @@ export interface DaemonOptions {
   timerScale?: number;
   /** UDP GSO/GRO when the kernel has them (default true; WGTS_UDP_OFFLOAD=0 turns them off). */
   udpOffload?: boolean;
+  /** Who reads the TUN and the sockets (WGTS_IO): the control thread ('loop', default) or reader threads. */
+  io?: IoMode;
 }
 
 export class Daemon implements UapiHost {
@@ -54,6 +62,9 @@ export class Daemon implements UapiHost {
   private readonly send: SendPath;
   private readonly receive: ReceivePath;
   private reader: Worker | undefined;
+  private readonly io: IoMode;
+  private tunWatch: FdWatcher | undefined;
+  private tunStalled = false;
   private timer: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private mark = 0;
@@ -70,6 +81,7 @@ export class Daemon implements UapiHost {
     opts: DaemonOptions,
   ) {
     this.udpOffload = opts.udpOffload ?? true;
+    this.io = opts.io ?? 'loop';
     this.writer = new TunWriter(tun, (errno) => {
       if (errno !== Errno.EIO) log.verbose(`TUN write failed: errno ${errno}`);
     });
@@ -100,15 +112,15 @@ export class Daemon implements UapiHost {
       flush: () => this.bind.flush(),
     };
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool, out,
-      (pkt) => this.writeTun(pkt, 0, pkt.length), log.error);
+      (pkt) => this.writeTun(pkt, 0, pkt.length), log.error, this.io === 'loop' ? () => this.slotsFreed() : null);
     this.receive = new ReceivePath(this.device, this.inbound, this.pool, this.writer, log.error);
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts.tun, opts.log, opts);
-    d.bind = openBindSync(0, { offload: d.udpOffload });
+    d.bind = openBindSync(0, { offload: d.udpOffload, io: d.io });
     d.bind.setSourceCheck?.(d.sourceOk);
-    d.bind.onReceive(d.receive.onDatagram);
+    d.bind.onReceive(d.receive.onDatagram, d.receive.onBatchEnd);
     d.uapi = await listenUapi(opts.tun.name, serveUapi(d, opts.log.at), opts.uapiFd !== undefined ? { fd: opts.uapiFd } : {});
     d.uapi.onDeleted(() => void d.stop('UAPI socket deleted'));
     d.startReader();
@@ -116,7 +128,7 @@ export class Daemon implements UapiHost {
     d.timer = setInterval(() => d.device.tick(), TIMER_TICK_MS);
     d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev));
     opts.log.verbose('UAPI listener started');
-    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}`);
+    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
     return d;
   }
 
@@ -130,14 +142,14 @@ export class Daemon implements UapiHost {
     if (port === this.bind.port) return 0;
     let next: Bind;
     try {
-      next = openBindSync(port, { mark: this.mark, offload: this.udpOffload });
+      next = openBindSync(port, { mark: this.mark, offload: this.udpOffload, io: this.io });
     } catch (e) {
       this.log.error(`Failed to bind UDP port ${port}: ${(e as Error).message}`);
       return e instanceof WgError ? e.errno : Errno.EADDRINUSE;
     }
     const old = this.bind;
     this.bind = next;
-    next.onReceive(this.receive.onDatagram);
+    next.onReceive(this.receive.onDatagram, this.receive.onBatchEnd);
     next.setSourceCheck?.(this.sourceOk);
     void old.close();
     this.log.verbose(`UDP bind has been updated (port ${next.port}, UDP GSO ${onOff(next.gso)}, GRO ${onOff(next.gro)})`);
@@ -168,6 +180,7 @@ export class Daemon implements UapiHost {
       this.send.stop();
       await this.uapi?.close();
       await this.bind?.close();
+      this.tunWatch?.close();
       // Closing the TUN deletes the link, which wakes the reader thread out of its blocking read(2)
       // (terminate() alone cannot interrupt a syscall).
       this.tun.close();
@@ -182,6 +195,7 @@ export class Daemon implements UapiHost {
 
   private startReader(): void {
     for (let i = 0; i < this.outbound.count; i++) this.free.push(i);
+    if (this.io === 'loop') return this.watchTun();
     const data: TunReaderData = {
       fd: this.tun.fd,
       vnetHdr: this.tun.vnetHdr,
@@ -197,6 +211,42 @@ export class Daemon implements UapiHost {
       this.log.error(`TUN reader thread failed: ${e.message}`);
       void this.stop('TUN reader failed');
     });
+  }
+
+  /** The control thread reads the TUN itself whenever libuv finds it readable (see uvpoll.ts). */
+  private watchTun(): void {
+    const r = setNonBlocking(this.tun.fd, true);
+    if (r < 0) throw new WgError('EIO', `cannot make the TUN non-blocking: errno ${-r}`, -r);
+    const ingest = new TunIngest(this.tun.fd, this.tun.vnetHdr, this.outbound, this.ready, this.free);
+    const readable = (): void => {
+      const res = ingest.read(TUN_READS_PER_TURN);
+      this.send.kick();
+      if (res === NO_SLOTS) {
+        // Every slot is in flight: stop reading (the TUN queue holds the rest) until the send path frees some.
+        this.tunStalled = true;
+        this.tunWatch?.stop();
+      } else if (res < 0) this.tunFailed(res);
+    };
+    this.tunWatch = new FdWatcher(this.tun.fd, readable, () => {
+      // POLLERR: a read says why (-EBADFD once the interface is gone); anything else, carry on watching.
+      const res = ingest.read(1);
+      this.send.kick();
+      if (res < 0) this.tunFailed(res);
+      else if (res === NO_SLOTS) this.tunStalled = true;
+      else this.tunWatch?.start();
+    });
+    this.tunWatch.start();
+  }
+
+  private tunFailed(errno: number): void {
+    this.tunWatch?.stop();
+    void this.stop(errno === -E.EBADFD ? 'interface deleted' : `TUN read failed: errno ${-errno}`);
+  }
+
+  private slotsFreed(): void {
+    if (!this.tunStalled || this.free.size === 0) return;
+    this.tunStalled = false;
+    this.tunWatch?.start();
   }
 
   private onLink(ev: LinkEvent): void {

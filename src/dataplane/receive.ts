@@ -55,6 +55,16 @@ export class ReceivePath {
     }
   };
 
+  /** After each burst from the bind: its data packets are opened now, not one event-loop phase later. */
+  onBatchEnd = (): void => {
+    try {
+      if (this.pendingCount) this.dispatch();
+    } catch (e) {
+      this.log(`receive path: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      this.device.drop('internal');
+    }
+  };
+
   /** Handshake messages wait in a bounded queue; its length is what decides "under load" (cookies). */
   private handshake(msg: Uint8Array, from: Endpoint): void {
     if (this.handshakes.length >= MAX_QUEUED_INCOMING_HANDSHAKES) {

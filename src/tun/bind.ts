@@ -1,7 +1,7 @@
 // The UDP seam: an IPv4 socket and an IPv6-only socket on one port, as wireguard-go's StdNetBind opens them.
 // The sockets are made with libc (socket(7)/ipv6(7)) so SO_MARK, IPV6_V6ONLY and forced buffer sizes are set
-// before bind(2), then handed to node:dgram with bind({fd}) for the event loop. MemoryBind is the in-memory
-// twin for tests (wireguard-go's bindtest).
+// before bind(2); reads are recvmmsg(2) into a ring (udpdrain.ts) and sends GSO sendmsg(2) (udpsend.ts).
+// MemoryBind is the in-memory twin for tests (wireguard-go's bindtest).
 
 import { Worker } from 'node:worker_threads';
 import { WgError } from '../errors.js';
@@ -13,6 +13,8 @@ import * as sys from './sys.js';
 import { GsoSender, type SendStats } from './udpsend.js';
 import { CTL_STOP, RX_ADDR, RX_DST, RX_FAMILY, RX_HAS_DST, RX_IFINDEX, RX_LEN, RX_PORT, RX_SEG, RxRing } from './udpring.js';
 import type { UdpReceiverData, UdpReceiverMessage } from './udprecv.js';
+import { RxDrainer } from './udpdrain.js';
+import { FdWatcher } from './uvpoll.js';
 
 /** A datagram: `len` bytes at `off` in `buf`, valid only until the callback returns. */
 export type ReceiveFn = (buf: Buffer, off: number, len: number, from: Endpoint) => void;
@@ -34,8 +36,11 @@ export interface Bind {
   queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void;
   /** Sends everything queued. */
   flush(): void;
-  /** The single receive callback (a later call replaces it). `from.addr` is 4 bytes for IPv4 peers. */
-  onReceive(cb: ReceiveFn): void;
+  /**
+   * The single receive callback (a later call replaces it). `from.addr` is 4 bytes for IPv4 peers.
+   * `batchEnd` runs after each burst handed over, so the receiver can start on it at once.
+   */
+  onReceive(cb: ReceiveFn, batchEnd?: () => void): void;
   /** Decides whether an endpoint's sticky source address may still be used (see udpsend.ts). */
   setSourceCheck?(ok: (to: Endpoint) => boolean): void;
   /** SO_MARK on both sockets; 0 or a positive errno. */
@@ -48,7 +53,14 @@ export interface BindOptions {
   mark?: number;
   /** UDP GSO on send and GRO on receive when the kernel has them (default true; WGTS_UDP_OFFLOAD=0). */
   offload?: boolean;
+  /**
+   * Who reads the sockets: the control thread itself, woken by its event loop ('loop', the default), or a
+   * receive thread (udprecv.ts) that hands ring buffers over ('threads'). See uvpoll.ts for why.
+   */
+  io?: IoMode;
 }
+
+export type IoMode = 'loop' | 'threads';
 
 // Asked for with SO_*BUFFORCE (root may exceed net.core.rmem_max), else the plain option, which the kernel caps.
 const SOCKET_BUFFER = 4 << 20;
@@ -60,6 +72,8 @@ const RX_GRO = { count: 256, size: 65_536 };
 const RX_PLAIN = { count: 512, size: 4096 };
 /** Ring buffers the control thread drains per event-loop turn before it lets timers and the UAPI run. */
 const RX_PER_TURN = 64;
+/** recvmmsg calls per readiness callback when the control thread reads the sockets itself. */
+const LOOP_CALLS = 2;
 
 /** An IPv4-mapped IPv6 address becomes its 4 IPv4 bytes, so one peer never has two spellings. */
 export const unmapV4 = (a: Uint8Array): Uint8Array => (isV4Mapped(a) ? a.subarray(12) : a);
@@ -149,23 +163,25 @@ export function openBindSync(port: number, opts: BindOptions = {}): Bind {
       sys.close(fd4);
       throw bindError(6, p, -fd6);
     }
-    return new UdpBind(fd4, fd6 < 0 ? -1 : fd6, p, opts.offload ?? true);
+    return new UdpBind(fd4, fd6 < 0 ? -1 : fd6, p, opts.offload ?? true, opts.io ?? 'loop');
   }
   throw new WgError('EADDRINUSE', `no UDP port free on both IPv4 and IPv6 after ${PORT_TRIES} tries`, E.EADDRINUSE);
 }
 
 /**
- * Two sockets, a receive thread filling a ring (udprecv.ts) that the control thread drains, and a GSO
- * sender (udpsend.ts). Offload is probed per socket: UDP_SEGMENT for sends, UDP_GRO for receives.
+ * Two sockets, read into a ring either by the control thread itself or by a receive thread (udprecv.ts), and a
+ * GSO sender (udpsend.ts). Offload is probed per socket: UDP_SEGMENT for sends, UDP_GRO for receives.
  */
 class UdpBind implements Bind {
-  /** Receive-thread failures (its errno), and datagrams that arrived before onReceive was called. */
+  /** Receive failures (their errno), and datagrams that arrived before onReceive was called. */
   recvErrno = 0;
   unclaimed = 0;
   readonly gro: boolean;
   private cb: ReceiveFn | null = null;
+  private batchEnd: (() => void) | undefined;
   private readonly ring: RxRing;
-  private readonly receiver: Worker;
+  private readonly receiver: Worker | null = null;
+  private readonly watchers: FdWatcher[] = [];
   private readonly sender: GsoSender;
   private closing: Promise<void> | null = null;
   private scheduled = false;
@@ -182,6 +198,7 @@ class UdpBind implements Bind {
     readonly fd6: number,
     readonly port: number,
     offload: boolean,
+    readonly io: IoMode,
   ) {
     const fds = [fd4, fd6].filter((fd) => fd >= 0);
     const gso = offload && fds.every((fd) => sys.setsockoptInt(fd, sys.SOL_UDP, sys.UDP_SEGMENT, 0) === 0);
@@ -190,12 +207,34 @@ class UdpBind implements Bind {
     this.sender = new GsoSender((to) => (to.addr.length === 4 || isV4Mapped(to.addr) ? fd4 : fd6), gso);
     const shape = this.gro ? RX_GRO : RX_PLAIN;
     this.ring = RxRing.create(shape.count, shape.size);
+    if (io === 'loop') {
+      const drainer = new RxDrainer(this.ring);
+      for (const fd of fds) {
+        const w: FdWatcher = new FdWatcher(fd, () => this.readable(drainer, w), (status) => this.failed(w, -status));
+        this.watchers.push(w);
+        w.start();
+      }
+      return;
+    }
     const data: UdpReceiverData = { fds: [fd4, fd6], ring: this.ring.shape };
     this.receiver = new Worker(new URL('./udprecv.js', import.meta.url), { workerData: data });
     this.receiver.unref();
     this.receiver.on('message', (m: UdpReceiverMessage) => (this.recvErrno = m.errno));
     this.receiver.on('error', () => (this.recvErrno = this.recvErrno || E.EIO));
     this.park();
+  }
+
+  /** The control thread reads a socket libuv found readable, and hands the datagrams on at once. */
+  private readable(drainer: RxDrainer, w: FdWatcher): void {
+    if (this.closing) return;
+    const r = drainer.drain(w.fd, LOOP_CALLS);
+    if (r < 0) this.failed(w, -r);
+    this.pump();
+  }
+
+  private failed(w: FdWatcher, errno: number): void {
+    w.stop();
+    if (!this.closing) this.recvErrno = errno;
   }
 
   get gso(): boolean {
@@ -244,9 +283,10 @@ class UdpBind implements Bind {
       }
       ring.free.push(b);
     }
-    ring.free.wake();
+    if (this.receiver) ring.free.wake();
+    this.batchEnd?.();
     if (ring.ready.size > 0) this.schedule();
-    else this.park();
+    else if (this.receiver) this.park();
   };
 
   /**
@@ -315,8 +355,9 @@ class UdpBind implements Bind {
     if (!this.closing) this.sender.flush();
   }
 
-  onReceive(cb: ReceiveFn): void {
+  onReceive(cb: ReceiveFn, batchEnd?: () => void): void {
     this.cb = cb;
+    this.batchEnd = batchEnd;
   }
 
   setSourceCheck(ok: (to: Endpoint) => boolean): void {
@@ -336,18 +377,22 @@ class UdpBind implements Bind {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      // shutdown(2) wakes the receive thread out of poll(2) even on an unconnected socket; the fds are
-      // closed only once it has gone, so it never reads a number that has been reused.
-      Atomics.store(this.ring.ctl, CTL_STOP, 1);
-      for (const fd of [this.fd4, this.fd6]) if (fd >= 0) sys.shutdown(fd, sys.SHUT_RDWR);
-      this.ring.free.wake();
-      // Referenced again while it winds down: an unreferenced thread would let the process exit mid-close.
-      this.receiver.ref();
-      const exited = new Promise<void>((resolve) => this.receiver.once('exit', () => resolve()));
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 2_000)));
-      if ((await Promise.race([exited.then(() => true), timeout])) === false) await this.receiver.terminate();
-      clearTimeout(timer);
+      for (const w of this.watchers) w.close();
+      const receiver = this.receiver;
+      if (receiver) {
+        // shutdown(2) wakes the receive thread out of poll(2) even on an unconnected socket; the fds are
+        // closed only once it has gone, so it never reads a number that has been reused.
+        Atomics.store(this.ring.ctl, CTL_STOP, 1);
+        for (const fd of [this.fd4, this.fd6]) if (fd >= 0) sys.shutdown(fd, sys.SHUT_RDWR);
+        this.ring.free.wake();
+        // Referenced again while it winds down: an unreferenced thread would let the process exit mid-close.
+        receiver.ref();
+        const exited = new Promise<void>((resolve) => receiver.once('exit', () => resolve()));
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 2_000)));
+        if ((await Promise.race([exited.then(() => true), timeout])) === false) await receiver.terminate();
+        clearTimeout(timer);
+      }
       for (const fd of [this.fd4, this.fd6]) if (fd >= 0) sys.close(fd);
     })();
     return this.closing;

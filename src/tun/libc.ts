@@ -19,6 +19,7 @@ export const E = {
   EBUSY: 16,
   ENOTTY: 25,
   EBADFD: 77,
+  ENOTSOCK: 88,
   EAFNOSUPPORT: 97,
 } as const;
 

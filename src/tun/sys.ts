@@ -1,6 +1,6 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
 // getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
-// shutdown(2) and close(2). Unlike libc.ts (ffi-rs, ~11 us per call here and unusable off the main thread),
+// read(2) and fcntl(2) for the TUN, shutdown(2) and close(2). Unlike libc.ts (ffi-rs, ~11 us per call here and unusable off the main thread),
 // koffi costs ~0.15 us per call and works in worker threads, which is what batching the UDP path needs.
 // Every function returns the C result or -errno and never throws.
 
@@ -32,6 +32,8 @@ interface Sys {
   sendmsg: Fn;
   recvmmsg: Fn;
   poll: Fn;
+  read: Fn;
+  fcntl: Fn;
   shutdown: Fn;
   close: Fn;
 }
@@ -52,6 +54,9 @@ function load(): Sys {
     sendmsg: lib.func('intptr_t sendmsg(int, void *, int)') as Fn,
     recvmmsg: lib.func('int recvmmsg(int, void *, uint32_t, int, void *)') as Fn,
     poll: lib.func('int poll(void *, uint64_t, int)') as Fn,
+    // An address, not a typed array: reads land at an offset inside a slot arena without a subarray.
+    read: lib.func('intptr_t read(int, uintptr_t, uint64_t)') as Fn,
+    fcntl: lib.func('int fcntl(int, int, int)') as Fn,
     shutdown: lib.func('int shutdown(int, int)') as Fn,
     close: lib.func('int close(int)') as Fn,
   };
@@ -103,6 +108,24 @@ export function recvmmsg(fd: number, vec: Uint8Array, vlen: number, flags: numbe
 export function poll(fds: Uint8Array, nfds: number, timeoutMs: number): number {
   const s = load();
   return check(s, s.poll(fds, nfds, timeoutMs));
+}
+
+/** read(2) of up to `len` bytes to absolute address `addr` (see addressOf). */
+export function readAt(fd: number, addr: number, len: number): number {
+  const s = load();
+  return check(s, s.read(fd, addr, len));
+}
+
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/** Sets or clears O_NONBLOCK on `fd` (shared by every fd for that open file). 0 or -errno. */
+export function setNonBlocking(fd: number, on: boolean): number {
+  const s = load();
+  const fl = check(s, s.fcntl(fd, F_GETFL, 0));
+  if (fl < 0) return fl;
+  return check(s, s.fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK));
 }
 
 export function shutdown(fd: number, how: number): number {

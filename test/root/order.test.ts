@@ -103,15 +103,17 @@ async function stream(t: Topology): Promise<{ rx: Stats; tx: { ms: number; error
 }
 
 describe('packet order through the tunnel with parallel crypto workers', () => {
-  for (const threads of [2, 4]) {
-    it(`WGTS_CRYPTO_THREADS=${threads}: ${COUNT} numbered datagrams arrive in order`, { timeout: 90_000 }, async (ctx) => {
+  // Both ways of reading the TUN and the sockets: the control thread itself (default) and reader threads.
+  for (const [threads, io] of [[2, 'loop'], [4, 'threads']] as const) {
+    it(`WGTS_CRYPTO_THREADS=${threads}, WGTS_IO=${io}: ${COUNT} numbered datagrams arrive in order`, { timeout: 90_000 }, async (ctx) => {
       requireRoot();
       // WGTS_CRYPTO_POLICY=pool: every batch goes to the workers, so the serial queues really must reorder
       // (the default adaptive policy seals inline on a busy 2-core machine).
-      const t = await Topology.create({ env: { WGTS_CRYPTO_THREADS: String(threads), WGTS_CRYPTO_POLICY: 'pool' } });
+      const t = await Topology.create({ env: { WGTS_CRYPTO_THREADS: String(threads), WGTS_CRYPTO_POLICY: 'pool', WGTS_IO: io } });
       try {
         for (const h of [t.a, t.b]) {
           assert.match(t.log(h), new RegExp(`${threads} crypto workers \\(policy pool\\)`), 'the daemon took the settings');
+          assert.match(t.log(h), io === 'loop' ? /read by the control thread/ : /read by reader threads/);
         }
         // A session first, so the stream does not start in the handshake's staged queue.
         const p = await t.exec(t.a, ['ping', '-c', '1', '-W', '2', t.b.tunnel4]);
