@@ -2,7 +2,6 @@
 // the protocol Device, the UAPI, and the data plane of the design card. TUN reader thread -> SharedArrayBuffer
 // slots -> Piscina crypto workers -> per-peer serial queues -> UDP send, and back the other way to the TUN.
 
-import { Worker } from 'node:worker_threads';
 import { Device, type KeypairHooks } from './device.js';
 import { Errno, WgError } from './errors.js';
 import type { Logger } from './log.js';
@@ -14,23 +13,17 @@ import { SendPath } from './dataplane/send.js';
 import { CryptPool, type CryptPolicy } from './workers/pool.js';
 import { KeyTable } from './workers/keytable.js';
 import { openBindSync, type Bind, type IoMode } from './tun/bind.js';
-import { NO_SLOTS, TunIngest } from './tun/ingest.js';
-import { FdWatcher } from './tun/uvpoll.js';
-import { setNonBlocking } from './tun/sys.js';
-import { E } from './tun/libc.js';
+import { TunFeed } from './tun/tunfeed.js';
 import { watchLink, type LinkEvent, type TunDevice } from './tun/tun.js';
 import { LoopGuard } from './tun/route.js';
 import { TunWriter } from './tun/writer.js';
 import type { Endpoint } from './peer.js';
-import type { TunReaderData, TunReaderMessage } from './tun/reader.js';
 import { listenUapi, serveUapi, type UapiServer } from './uapi/server.js';
 import type { UapiHost } from './uapi/uapi.js';
 
 /** Slot size: the largest packet plus header, tag and padding (MTUs up to 4032 fit). */
 const SLOT_SIZE = 4096;
 const TIMER_TICK_MS = 20;
-/** TUN reads per readiness callback when the control thread reads the TUN itself (a read may be 64 KB). */
-const TUN_READS_PER_TURN = 16;
 
 export interface DaemonOptions {
   tun: TunDevice;
@@ -61,10 +54,8 @@ export class Daemon implements UapiHost {
   private readonly pool: CryptPool;
   private readonly send: SendPath;
   private readonly receive: ReceivePath;
-  private reader: Worker | undefined;
   private readonly io: IoMode;
-  private tunWatch: FdWatcher | undefined;
-  private tunStalled = false;
+  private readonly feed: TunFeed;
   private timer: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private mark = 0;
@@ -106,13 +97,19 @@ export class Daemon implements UapiHost {
       keypairHooks: hooks,
     });
     this.pool = new CryptPool(this.outbound, this.inbound, keys, opts.cryptoThreads, opts.cryptoPolicy, log.at);
+    this.feed = new TunFeed(tun, this.io, this.outbound, this.ready, this.free, {
+      kick: () => this.send.kick(),
+      failed: (why) => void this.stop(why),
+      error: (msg) => log.error(msg),
+      verbose: (msg) => log.verbose(msg),
+    });
     const out = {
       usable: (to: Endpoint) => !this.loops(to),
       queue: (buf: Uint8Array, off: number, len: number, to: Endpoint) => this.bind.queue(buf, off, len, to),
       flush: () => this.bind.flush(),
     };
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool, out,
-      (pkt) => this.writeTun(pkt, 0, pkt.length), log.error, this.io === 'loop' ? () => this.slotsFreed() : null);
+      (pkt) => this.writeTun(pkt, 0, pkt.length), log.error, this.io === 'loop' ? this.feed : null);
     this.receive = new ReceivePath(this.device, this.inbound, this.pool, this.writer, log.error);
   }
 
@@ -180,11 +177,10 @@ export class Daemon implements UapiHost {
       this.send.stop();
       await this.uapi?.close();
       await this.bind?.close();
-      this.tunWatch?.close();
-      // Closing the TUN deletes the link, which wakes the reader thread out of its blocking read(2)
+      // Closing the TUN deletes the link, which wakes a reader thread out of its blocking read(2)
       // (terminate() alone cannot interrupt a syscall).
+      this.feed.close();
       this.tun.close();
-      void this.reader?.terminate();
       await this.pool.close();
       for (const peer of this.device.allPeers()) this.device.removePeer(peer);
       this.device.setPrivateKey(null);
@@ -195,58 +191,7 @@ export class Daemon implements UapiHost {
 
   private startReader(): void {
     for (let i = 0; i < this.outbound.count; i++) this.free.push(i);
-    if (this.io === 'loop') return this.watchTun();
-    const data: TunReaderData = {
-      fd: this.tun.fd,
-      vnetHdr: this.tun.vnetHdr,
-      arena: this.outbound.shape,
-      ready: this.ready.sab,
-      free: this.free.sab,
-    };
-    this.reader = new Worker(new URL('./tun/reader.js', import.meta.url), { workerData: data });
-    this.reader.on('message', (m: TunReaderMessage) => {
-      if (m.kind === 'error') void this.stop(m.code === 'EBADFD' ? 'interface deleted' : `TUN read failed: ${m.code}`);
-    });
-    this.reader.on('error', (e) => {
-      this.log.error(`TUN reader thread failed: ${e.message}`);
-      void this.stop('TUN reader failed');
-    });
-  }
-
-  /** The control thread reads the TUN itself whenever libuv finds it readable (see uvpoll.ts). */
-  private watchTun(): void {
-    const r = setNonBlocking(this.tun.fd, true);
-    if (r < 0) throw new WgError('EIO', `cannot make the TUN non-blocking: errno ${-r}`, -r);
-    const ingest = new TunIngest(this.tun.fd, this.tun.vnetHdr, this.outbound, this.ready, this.free);
-    const readable = (): void => {
-      const res = ingest.read(TUN_READS_PER_TURN);
-      this.send.kick();
-      if (res === NO_SLOTS) {
-        // Every slot is in flight: stop reading (the TUN queue holds the rest) until the send path frees some.
-        this.tunStalled = true;
-        this.tunWatch?.stop();
-      } else if (res < 0) this.tunFailed(res);
-    };
-    this.tunWatch = new FdWatcher(this.tun.fd, readable, () => {
-      // POLLERR: a read says why (-EBADFD once the interface is gone); anything else, carry on watching.
-      const res = ingest.read(1);
-      this.send.kick();
-      if (res < 0) this.tunFailed(res);
-      else if (res === NO_SLOTS) this.tunStalled = true;
-      else this.tunWatch?.start();
-    });
-    this.tunWatch.start();
-  }
-
-  private tunFailed(errno: number): void {
-    this.tunWatch?.stop();
-    void this.stop(errno === -E.EBADFD ? 'interface deleted' : `TUN read failed: errno ${-errno}`);
-  }
-
-  private slotsFreed(): void {
-    if (!this.tunStalled || this.free.size === 0) return;
-    this.tunStalled = false;
-    this.tunWatch?.start();
+    this.feed.start();
   }
 
   private onLink(ev: LinkEvent): void {

@@ -53,11 +53,11 @@ export class SendPath {
     private readonly writeTun: (pkt: Uint8Array) => void,
     private readonly log: (msg: string) => void,
     /**
-     * Set when the control thread reads the TUN itself: it calls kick() after each read, and is told here
-     * when slots come back (it stops reading while none is free). Unset, a reader thread fills the ready
-     * queue and this path sleeps on it between bursts.
+     * Who fills the ready queue (tunfeed.ts), told when slots come back. While the control thread reads the
+     * TUN itself it calls kick() after each read; while a reader thread does, this path sleeps on the ready
+     * queue between bursts. Unset: always a reader thread.
      */
-    private readonly freed: (() => void) | null = null,
+    private readonly feed: { slotsFreed(): void; readonly threadReads: boolean } | null = null,
   ) {
     this.sentSlots = new Int32Array(arena.count); // a drain may release earlier batches' packets too
   }
@@ -73,7 +73,7 @@ export class SendPath {
   kick(): void {
     if (this.stopped) return;
     this.turn();
-    if (this.ready.size > 0) this.schedule();
+    this.next();
   }
 
   stop(): void {
@@ -90,15 +90,20 @@ export class SendPath {
   private pump = (): void => {
     this.scheduled = false;
     this.turn();
+    this.next();
+  };
+
+  /** More to take: another turn. Nothing, while a reader thread fills the queue: sleep on it. */
+  private next(): void {
     if (this.ready.size > 0) return this.schedule();
-    if (!this.parked && !this.stopped && !this.freed) {
+    if (!this.parked && !this.stopped && (!this.feed || this.feed.threadReads)) {
       this.parked = true;
       void this.ready.waitAsync().then(() => {
         this.parked = false;
         this.schedule();
       });
     }
-  };
+  }
 
   private turn(): void {
     for (let i = 0; i < 8 && this.ready.size > 0; i++) this.collect();
@@ -186,7 +191,7 @@ export class SendPath {
   }
 
   private wakeFree(): void {
-    if (this.freed) this.freed();
+    if (this.feed) this.feed.slotsFreed();
     else this.free.wake();
   }
 

@@ -32,6 +32,8 @@ export class TunIngest {
   /** Offload mode: bytes of a read waiting in the stage for enough free slots (0: none). */
   private pending = 0;
   private readonly room: number;
+  /** Successful reads so far (a super-packet counts once). */
+  reads = 0;
 
   constructor(
     private readonly fd: number,
@@ -44,6 +46,11 @@ export class TunIngest {
     this.stageAddr = this.stage ? addressOf(this.stage) : 0;
     this.arenaAddr = addressOf(arena.bytes);
     this.room = arena.slotSize - DATA_HEADER_SIZE - AEAD_TAG_SIZE - 16; // header, tag and padding
+  }
+
+  /** A read waits in the stage for free slots: its packets would be lost if this reader stopped now. */
+  get holding(): boolean {
+    return this.pending !== 0;
   }
 
   /**
@@ -69,6 +76,7 @@ export class TunIngest {
         return n === -E.EAGAIN ? EMPTY : n;
       }
       taken.pop();
+      this.reads++;
       arena.set(s, META_LEN, n);
       this.ready.push(s); // never full: it holds every slot there is
       this.ready.wake();
@@ -84,6 +92,7 @@ export class TunIngest {
           if (n === -E.EINTR) continue;
           return n === -E.EAGAIN ? EMPTY : n;
         }
+        this.reads++;
         if (n <= VNET_HDR_LEN || !parseVnetHdr(stage, 0, this.hdr)) continue;
         this.pending = n - VNET_HDR_LEN;
       }
