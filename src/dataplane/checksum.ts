@@ -6,16 +6,44 @@
  * Adds the big-endian 16-bit words of buf[off..off+len) to `initial` without folding; an odd trailing byte
  * is padded with a zero byte (RFC 1071 4.1). The result is a plain JS number: 64 KB of 0xffff words stays far
  * below 2^53, so the carries can be folded once at the end with `fold`.
+ *
+ * Long 4-byte-aligned runs (every TSO segment's TCP part in a slot) are summed as native little-endian 32-bit
+ * words: one load per 4 bytes instead of four. The one's-complement sum does not depend on byte order (RFC
+ * 1071 2(B)) and 2^16 = 1 modulo 0xffff, so folding the 32-bit sum gives the little-endian 16-bit sum, and a
+ * byte swap makes it big-endian. This was ~2/3 of tsoSplit, itself ~18% of a TCP sender's control thread.
  */
 export function sum16(buf: Uint8Array, off: number, len: number, initial = 0): number {
   let s = initial;
-  const end = off + (len & ~1);
   let i = off;
-  // Four bytes per iteration: fewer loop tests on the 64 KB super-packets this is used for.
+  const abs = buf.byteOffset + off;
+  if (len >= 64 && (abs & 3) === 0 && littleEndian) {
+    const u32 = wordsOf(buf.buffer);
+    const first = abs >>> 2;
+    const words = len >>> 2;
+    let w = 0;
+    for (let k = first, end = first + words; k < end; k++) w += u32[k];
+    w = fold(w);
+    s += ((w & 0xff) << 8) | (w >>> 8);
+    i += words * 4;
+  }
+  const end = off + (len & ~1);
+  // Four bytes per iteration: fewer loop tests.
   for (; i + 3 < end; i += 4) s += ((buf[i] << 8) | buf[i + 1]) + ((buf[i + 2] << 8) | buf[i + 3]);
   for (; i < end; i += 2) s += (buf[i] << 8) | buf[i + 1];
   if (len & 1) s += buf[end] << 8;
   return s;
+}
+
+const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+// One 32-bit view per buffer, remembered for the last one: packet slots all live in one arena.
+let wordsBuffer: ArrayBufferLike | null = null;
+let wordsView: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+function wordsOf(ab: ArrayBufferLike): Uint32Array {
+  if (ab !== wordsBuffer) {
+    wordsBuffer = ab;
+    wordsView = new Uint32Array(ab, 0, ab.byteLength >>> 2);
+  }
+  return wordsView;
 }
 
 /** Folds the carries of an unfolded sum into 16 bits (end-around carry); the result is NOT complemented. */

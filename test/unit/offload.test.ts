@@ -160,6 +160,20 @@ test('checksum: RFC 1071 example, odd length, IPv4 header, pseudo-header', () =>
   const big = pattern(65535, 9);
   assert.equal(fold(sum16(big, 0, big.length, 12345)), fold(refSum(big) + 12345));
   assert.equal(fold(sum16(big, 1, 1001)), refSum(big.subarray(1, 1002)));
+  // The 32-bit fast path (4-aligned runs of 64 bytes or more, as in packet slots) against the byte-wise
+  // reference: every alignment, odd and even lengths, all-0xff words (the largest carries), in a SAB.
+  const sab = new Uint8Array(new SharedArrayBuffer(8192));
+  for (let i = 0; i < sab.length; i++) sab[i] = (i * 7919 + 13) & 0xff;
+  for (const off of [0, 1, 2, 3, 4, 36, 4000]) {
+    for (const len of [63, 64, 65, 66, 67, 1400, 1401, 4096]) {
+      assert.equal(fold(sum16(sab, off, len, 7)), fold(refSum(sab.subarray(off, off + len)) + 7), `offset ${off}, length ${len}`);
+    }
+  }
+  sab.fill(0xff, 0, 4096);
+  assert.equal(fold(sum16(sab, 0, 4096)), refSum(sab.subarray(0, 4096)));
+  assert.equal(fold(sum16(sab.subarray(4), 0, 1000)), refSum(sab.subarray(4, 1004)), 'a view with its own byteOffset');
+  sab.fill(0, 0, 4096);
+  assert.equal(sum16(sab, 0, 4096), 0);
   // Wikipedia's IPv4 header example: checksum 0xb861.
   const h = Uint8Array.from([0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7]);
   assert.equal(ipv4HeaderChecksum(h, 0), 0xb861);
