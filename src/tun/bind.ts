@@ -210,7 +210,7 @@ class UdpBind implements Bind {
     if (io === 'loop') {
       const drainer = new RxDrainer(this.ring);
       for (const fd of fds) {
-        const w: FdWatcher = new FdWatcher(fd, () => this.readable(drainer, w), (status) => this.failed(w, -status));
+        const w: FdWatcher = new FdWatcher(fd, () => this.readable(drainer, w), () => this.pollError(drainer, w));
         this.watchers.push(w);
         w.start();
       }
@@ -230,6 +230,18 @@ class UdpBind implements Bind {
     const r = drainer.drain(w.fd, LOOP_CALLS);
     if (r < 0) this.failed(w, -r);
     this.pump();
+  }
+
+  /**
+   * libuv saw POLLERR and stopped watching. A queued socket error (an ICMP report) is consumed by the next
+   * read, so read once more and carry on; only a socket that is gone (EBADF) ends the watch.
+   */
+  private pollError(drainer: RxDrainer, w: FdWatcher): void {
+    if (this.closing) return;
+    const r = drainer.drain(w.fd, 1);
+    this.pump();
+    if (r < 0) this.failed(w, -r);
+    else w.start();
   }
 
   private failed(w: FdWatcher, errno: number): void {
