@@ -8,7 +8,6 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { SlotArena, type SlotArenaShape } from '../queues/slots.js';
 import { SpscQueue } from '../queues/spsc.js';
-import { E } from './libc.js'; // constants only
 import { EMPTY, NO_SLOTS, TunIngest } from './ingest.js';
 import { CMemory, POLLFD_SIZE } from './msghdr.js';
 import { POLLIN, poll } from './sys.js';
@@ -26,12 +25,13 @@ export interface TunReaderData {
   shared: boolean;
 }
 
-export type TunReaderMessage = { kind: 'error'; code: string; message: string };
+/** A read failed for good: `errno` is negative (-EBADFD once the interface is gone). */
+export type TunReaderMessage = { kind: 'error'; errno: number };
 
 export const OWNER_MAIN = 0;
 export const OWNER_THREAD = 1;
 /** Below this many reads per second the thread gives the TUN back to the control thread. */
-export const HANDBACK_RATE = 5_000;
+const HANDBACK_RATE = 5_000;
 const WINDOW_MS = 100;
 
 function run(data: TunReaderData): void {
@@ -54,8 +54,8 @@ function run(data: TunReaderData): void {
     const r = ingest.read(64);
     if (r === NO_SLOTS) free.waitSync(100);
     else if (r < 0) {
-      // -EBADFD: the interface was deleted. The control thread decides what that means.
-      parentPort?.postMessage({ kind: 'error', code: r === -E.EBADFD ? 'EBADFD' : `errno ${-r}`, message: 'TUN read failed' } satisfies TunReaderMessage);
+      // The control thread decides what that means (tunfeed.ts), as for its own reads.
+      parentPort?.postMessage({ kind: 'error', errno: r } satisfies TunReaderMessage);
       return;
     } else if (r === EMPTY) {
       // Only on a non-blocking fd: wait for more, but not past the end of the rate window.

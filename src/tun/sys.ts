@@ -1,7 +1,8 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
 // getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
-// read(2) and fcntl(2) for the TUN, shutdown(2) and close(2). Unlike libc.ts (ffi-rs, ~11 us per call here and unusable off the main thread),
-// koffi costs ~0.15 us per call and works in worker threads, which is what batching the UDP path needs.
+// read(2) and fcntl(2) for the TUN, shutdown(2) and close(2). Unlike libc.ts (ffi-rs, ~11 us per call here
+// and unusable off the main thread), koffi costs ~0.15 us per call and works in worker threads, which is what
+// batching the UDP path needs.
 // Every function returns the C result or -errno and never throws.
 
 import { createRequire } from 'node:module';
@@ -120,12 +121,12 @@ const F_GETFL = 3;
 const F_SETFL = 4;
 const O_NONBLOCK = 0o4000;
 
-/** Sets or clears O_NONBLOCK on `fd` (shared by every fd for that open file). 0 or -errno. */
-export function setNonBlocking(fd: number, on: boolean): number {
+/** Sets O_NONBLOCK on `fd` (shared by every fd for that open file). 0 or -errno. */
+export function setNonBlocking(fd: number): number {
   const s = load();
   const fl = check(s, s.fcntl(fd, F_GETFL, 0));
   if (fl < 0) return fl;
-  return check(s, s.fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK));
+  return check(s, s.fcntl(fd, F_SETFL, fl | O_NONBLOCK));
 }
 
 export function shutdown(fd: number, how: number): number {

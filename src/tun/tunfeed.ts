@@ -22,7 +22,7 @@ import { OWNER_MAIN, OWNER_THREAD, type TunReaderData, type TunReaderMessage } f
 /** TUN reads per readiness callback on the control thread (a read may be a 64 KB super-packet). */
 const READS_PER_TURN = 16;
 /** Reads per second on the control thread above which the reader thread takes over, measured per window. */
-export const HANDOVER_RATE = 20_000;
+const HANDOVER_RATE = 20_000;
 const WINDOW_MS = 100;
 const LOG_EVERY_MS = 5_000;
 
@@ -44,8 +44,8 @@ export class TunFeed {
   private windowStart = performance.now();
   private windowReads = 0;
   private lastLog = -Infinity;
-  /** Hand-overs to the reader thread so far, for the log and tests. */
-  handovers = 0;
+  /** Hand-overs to the reader thread so far, for the log line. */
+  private handovers = 0;
 
   constructor(
     private readonly tun: TunDevice,
@@ -62,7 +62,7 @@ export class TunFeed {
       this.startReader();
       return;
     }
-    const r = setNonBlocking(this.tun.fd, true);
+    const r = setNonBlocking(this.tun.fd);
     if (r < 0) throw new WgError('EIO', `cannot make the TUN non-blocking: errno ${-r}`, -r);
     const ingest = new TunIngest(this.tun.fd, this.tun.vnetHdr, this.arena, this.ready, this.free);
     const readable = (): void => {
@@ -162,7 +162,7 @@ export class TunFeed {
     this.reader = new Worker(new URL('./reader.js', import.meta.url), { workerData: data });
     this.reader.unref();
     this.reader.on('message', (m: TunReaderMessage) => {
-      if (m.kind === 'error') this.hooks.failed(m.code === 'EBADFD' ? 'interface deleted' : `TUN read failed: ${m.code}`);
+      if (m.kind === 'error') this.fail(m.errno);
     });
     this.reader.on('error', (e) => {
       this.hooks.error(`TUN reader thread failed: ${e.message}`);
