@@ -73,9 +73,13 @@ export class Daemon implements UapiHost {
   ) {
     this.udpOffload = opts.udpOffload ?? true;
     this.io = opts.io ?? 'loop';
-    this.writer = new TunWriter(tun, (errno) => {
-      if (errno !== Errno.EIO) log.verbose(`TUN write failed: errno ${errno}`);
-    });
+    this.writer = new TunWriter(
+      tun,
+      (errno) => {
+        if (errno !== Errno.EIO) log.verbose(`TUN write failed: errno ${errno}`);
+      },
+      this.inbound.bytes,
+    );
     const keys = this.keys;
     const hooks: KeypairHooks = {
       installed: (kp) => {

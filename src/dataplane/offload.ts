@@ -1,7 +1,7 @@
 // TUN offload packet logic (no I/O): the virtio-net header (virtio 1.2 spec 5.1.6, struct virtio_net_hdr as
-// Linux TUN uses it with IFF_VNET_HDR), TCP segmentation of TSO super-packets before encryption, and receive-
-// side coalescing (GRO) of TCP segments into super-packets for one TUN write. TCP per RFC 9293, IPv4 RFC 791,
-// IPv6 RFC 8200; the model is the kernel's tcp_gso_segment/tcp_gro_receive and wireguard-go's tun/offload.
+// Linux TUN uses it with IFF_VNET_HDR) and receive-side coalescing (GRO) of TCP segments into super-packets
+// for one TUN write (segmentation of what we read is tso.ts). TCP per RFC 9293, IPv4 RFC 791, IPv6 RFC 8200;
+// the model is the kernel's tcp_gro_receive and wireguard-go's tun/offload.
 
 import { finish, fold, ipv4HeaderChecksum, sum16 } from './checksum.js';
 
@@ -20,10 +20,8 @@ export const VNET_HDR_GSO_ECN = 0x80;
 /** Largest IP packet a coalesced super-packet may become (IPv4 total length / what a TUN write takes). */
 export const GRO_MAX_PACKET = 65535;
 
-const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_ACK = 0x10;
-const TCP_CWR = 0x80;
 const PROTO_TCP = 6;
 
 /** struct virtio_net_hdr, decoded. gsoType keeps the ECN bit (0x80) as read. */
@@ -41,12 +39,6 @@ const rd32 = (b: Uint8Array, i: number): number => ((b[i] << 24) | (b[i + 1] << 
 function wr16(b: Uint8Array, i: number, v: number): void {
   b[i] = v >>> 8;
   b[i + 1] = v;
-}
-function wr32(b: Uint8Array, i: number, v: number): void {
-  b[i] = v >>> 24;
-  b[i + 1] = v >>> 16;
-  b[i + 2] = v >>> 8;
-  b[i + 3] = v;
 }
 
 /**
@@ -102,110 +94,6 @@ export function completeChecksum(buf: Uint8Array, off: number, len: number, csum
 }
 
 /**
- * Splits one packet read from a TUN with IFF_VNET_HDR into wire packets.
- *
- * src[srcOff..srcOff+srcLen) is the IP packet after the virtio header `hdr`. Segment i is written to
- * out[i][outOff..outOff+outLens[i]); outOff is headroom in every slot (room for the WireGuard data header, as
- * wireguard-go does), and each slot must hold outOff + headers + its payload. Returns the number of segments,
- * or -1 (nothing usable written) on malformed input: not IPv4/IPv6+TCP matching the GSO type, IP length fields
- * not equal to srcLen, IPv4 fragments, IPv6 extension headers, a TCP header beyond the packet, gso_size 0, no
- * payload, inconsistent csum_start/csum_offset, an unsupported GSO type (UDP), or too few or too small slots.
- *
- * gso_type NONE: the checksum is completed in place when NEEDS_CSUM is set (src is modified), then the packet
- * is copied to out[0] and 1 is returned.
- *
- * For TCPV4/TCPV6 each segment gets: the headers copied; IPv4 total length, ID = original ID + i (mod 2^16, as
- * the kernel's GSO does without FIXEDID) and header checksum, or IPv6 payload length; sequence number advanced
- * by i*gso_size; FIN and PSH only on the last segment and CWR only on the first; a full TCP checksum. The
- * partial value in the super-packet's checksum field is not relied on: each segment is summed from scratch.
- */
-export function tsoSplit(
-  src: Uint8Array,
-  srcOff: number,
-  srcLen: number,
-  hdr: VnetHdr,
-  out: Uint8Array[],
-  outOff: number,
-  outLens: Int32Array,
-): number {
-  if (srcOff < 0 || srcLen < 1 || srcOff + srcLen > src.length || outOff < 0) return -1;
-  const base = hdr.gsoType & ~VNET_HDR_GSO_ECN;
-  if (base === VNET_HDR_GSO_NONE) {
-    if (out.length < 1 || outLens.length < 1 || out[0].length < outOff + srcLen) return -1;
-    if ((hdr.flags & VNET_HDR_F_NEEDS_CSUM) !== 0 && !completeChecksum(src, srcOff, srcLen, hdr.csumStart, hdr.csumOffset)) return -1;
-    out[0].set(src.subarray(srcOff, srcOff + srcLen), outOff);
-    outLens[0] = srcLen;
-    return 1;
-  }
-
-  const v4 = base === VNET_HDR_GSO_TCPV4;
-  let ipHl: number;
-  let addrOff: number;
-  if (v4) {
-    if (srcLen < 20 || src[srcOff] >> 4 !== 4) return -1;
-    ipHl = (src[srcOff] & 0x0f) * 4;
-    if (ipHl < 20 || src[srcOff + 9] !== PROTO_TCP || rd16(src, srcOff + 2) !== srcLen) return -1;
-    if ((rd16(src, srcOff + 6) & 0x3fff) !== 0) return -1; // MF or a fragment offset: TSO never fragments
-    addrOff = srcOff + 12;
-  } else if (base === VNET_HDR_GSO_TCPV6) {
-    if (srcLen < 40 || src[srcOff] >> 4 !== 6) return -1;
-    if (src[srcOff + 6] !== PROTO_TCP || rd16(src, srcOff + 4) + 40 !== srcLen) return -1;
-    ipHl = 40;
-    addrOff = srcOff + 8;
-  } else {
-    return -1; // UDP (UFO/USO) is never enabled by us, so the kernel should never send it
-  }
-  if (srcLen < ipHl + 20) return -1;
-  const t0 = srcOff + ipHl;
-  const thl = (src[t0 + 12] >> 4) * 4;
-  if (thl < 20) return -1;
-  const hl = ipHl + thl;
-  if (hl > srcLen) return -1;
-  if ((hdr.flags & VNET_HDR_F_NEEDS_CSUM) !== 0 && (hdr.csumStart !== ipHl || hdr.csumOffset !== 16)) return -1;
-  const gso = hdr.gsoSize;
-  const payload = srcLen - hl;
-  if (gso === 0 || payload === 0) return -1;
-  const n = Math.ceil(payload / gso);
-  if (n > out.length || n > outLens.length) return -1;
-  for (let i = 0; i < n; i++) {
-    if (out[i].length < outOff + hl + Math.min(gso, payload - i * gso)) return -1;
-  }
-
-  // Loop invariants: the address part of the pseudo-header, the first ID/seq/flags, one view of the headers.
-  const addrSum = sum16(src, addrOff, v4 ? 8 : 32);
-  const id = v4 ? rd16(src, srcOff + 4) : 0;
-  const seq = rd32(src, t0 + 4);
-  const flags = src[t0 + 13];
-  const headers = src.subarray(srcOff, srcOff + hl);
-  for (let i = 0, p = srcOff + hl; i < n; i++, p += gso) {
-    const seg = Math.min(gso, payload - i * gso);
-    const dst = out[i];
-    const segLen = hl + seg;
-    dst.set(headers, outOff);
-    dst.set(src.subarray(p, p + seg), outOff + hl);
-    if (v4) {
-      wr16(dst, outOff + 2, segLen);
-      wr16(dst, outOff + 4, (id + i) & 0xffff);
-      wr16(dst, outOff + 10, ipv4HeaderChecksum(dst, outOff));
-    } else {
-      wr16(dst, outOff + 4, segLen - 40);
-    }
-    const t = outOff + ipHl;
-    wr32(dst, t + 4, (seq + i * gso) >>> 0);
-    let f = flags;
-    if (i !== n - 1) f &= ~(TCP_FIN | TCP_PSH);
-    if (i !== 0) f &= ~TCP_CWR;
-    dst[t + 13] = f;
-    dst[t + 16] = 0;
-    dst[t + 17] = 0;
-    const tcpLen = segLen - ipHl;
-    wr16(dst, t + 16, finish(sum16(dst, t, tcpLen, addrSum + PROTO_TCP + tcpLen)));
-    outLens[i] = segLen;
-  }
-  return n;
-}
-
-/**
  * Receive-side coalescing (GRO) for packets about to be written to a TUN with IFF_VNET_HDR.
  *
  * Feed decrypted IP packets in arrival order with push(); at the end of a batch call flush(). Every packet is
@@ -231,10 +119,30 @@ export function tsoSplit(
  * the kernel's own GSO path (and wireguard-go) uses, so if the stack forwards or re-segments the packet each
  * segment gets a correct checksum, while DATA_VALID would leave a stale checksum in the header. The header is
  * the first segment's, with PSH if the last had it and the IPv4 ID of the first.
+ *
+ * Gather mode (`out` null) copies nothing: a super-packet stays where its first packet lies, its virtio
+ * header is written into the 10 bytes before that packet (which the caller must own), and appended payloads
+ * are recorded as pieces (offset, length) in the pushed buffer, which must be the same one for every push; the
+ * caller writes each super-packet with writev(2) from `at`/`first` and its pieces, before touching those bytes.
  */
 export class GroTable {
-  private readonly out: Uint8Array[];
+  private readonly out: Uint8Array[] | null;
   private readonly outOff: number;
+  /** Where each super-packet's IP packet starts, and in what buffer (the slot, or the pushed packet). */
+  readonly at: Int32Array;
+  private readonly base: Uint8Array[];
+  /**
+   * Gather mode: the first packet's own length, and the pieces appended to it in order, a list from
+   * pieceHead[s] through pieceNext (-1 ends it): flows interleave, so one super-packet's pieces need not be
+   * adjacent.
+   */
+  readonly first: Int32Array;
+  readonly pieceHead: Int32Array;
+  private readonly pieceTail: Int32Array;
+  readonly pieceNext: Int32Array;
+  readonly pieceOff: Int32Array;
+  readonly pieceLen: Int32Array;
+  private pieces = 0;
   private readonly pktLen: Int32Array; // IP packet length in each slot
   private readonly segs: Int32Array; // segments in the slot (0: a pass-through packet)
   private readonly gso: Int32Array; // first segment's payload length
@@ -263,16 +171,26 @@ export class GroTable {
    * opts.dataValid: pass-through packets get VIRTIO_NET_HDR_F_DATA_VALID (CHECKSUM_UNNECESSARY) for the
    * same reason.
    */
-  constructor(out: Uint8Array[], outOff = 0, maxOpen = 64, opts: { verifyTcp?: boolean; dataValid?: boolean } = {}) {
+  constructor(out: Uint8Array[] | { gather: number; pieces: number }, outOff = 0, maxOpen = 64, opts: { verifyTcp?: boolean; dataValid?: boolean } = {}) {
     if (maxOpen < 1) throw new RangeError('maxOpen must be >= 1');
     this.verifyTcp = opts.verifyTcp ?? true;
     this.passFlags = opts.dataValid ? VNET_HDR_F_DATA_VALID : 0;
-    this.out = out;
+    const n = Array.isArray(out) ? out.length : out.gather;
+    this.out = Array.isArray(out) ? out : null;
     this.outOff = outOff;
-    this.pktLen = new Int32Array(out.length);
-    this.segs = new Int32Array(out.length);
-    this.gso = new Int32Array(out.length);
-    this.nextSeq = new Float64Array(out.length);
+    this.base = Array.isArray(out) ? out : new Array<Uint8Array>(n);
+    this.at = new Int32Array(n).fill(outOff + VNET_HDR_LEN);
+    this.first = new Int32Array(n);
+    this.pieceHead = new Int32Array(n);
+    this.pieceTail = new Int32Array(n);
+    const pieces = Array.isArray(out) ? 0 : out.pieces;
+    this.pieceNext = new Int32Array(pieces);
+    this.pieceOff = new Int32Array(pieces);
+    this.pieceLen = new Int32Array(pieces);
+    this.pktLen = new Int32Array(n);
+    this.segs = new Int32Array(n);
+    this.gso = new Int32Array(n);
+    this.nextSeq = new Float64Array(n);
     this.open = new Int32Array(maxOpen);
   }
 
@@ -294,15 +212,26 @@ export class GroTable {
         this.close(k); // same flow but it cannot join: later segments must not overtake this one
       }
     }
-    if (this.used >= this.out.length) return false;
+    if (this.used >= this.at.length) return false;
     const s = this.used;
-    const b = this.out[s];
-    const p = this.outOff + VNET_HDR_LEN;
-    if (b.length < p + len) throw new RangeError(`GRO slot ${s} too small for a ${len}-byte packet`);
+    if (s === 0) this.pieces = 0;
+    if (this.out) {
+      const b = this.out[s];
+      const p = this.outOff + VNET_HDR_LEN;
+      if (b.length < p + len) throw new RangeError(`GRO slot ${s} too small for a ${len}-byte packet`);
+      b.set(pkt.subarray(off, off + len), p);
+    } else {
+      if (off < VNET_HDR_LEN) throw new RangeError('GRO gather mode needs 10 bytes before each packet');
+      this.base[s] = pkt;
+      this.at[s] = off;
+      this.first[s] = len;
+      this.pieceHead[s] = this.pieceTail[s] = -1;
+    }
     this.used++;
-    b.fill(0, this.outOff, p);
-    b[this.outOff] = this.passFlags; // a slot that coalesces gets its real header at flush
-    b.set(pkt.subarray(off, off + len), p);
+    const b = this.base[s];
+    const h = this.at[s] - VNET_HDR_LEN;
+    b.fill(0, h, h + VNET_HDR_LEN);
+    b[h] = this.passFlags; // a slot that coalesces gets its real header at flush
     this.pktLen[s] = len;
     this.segs[s] = c === 1 ? 1 : 0;
     if (c === 1 && (pkt[off + this.ipHl + 13] & TCP_PSH) === 0) {
@@ -323,12 +252,13 @@ export class GroTable {
   flush(outLens: Int32Array): number {
     const n = this.used;
     if (outLens.length < n) throw new RangeError('outLens shorter than the slots in use');
-    const p = this.outOff + VNET_HDR_LEN;
     for (let s = 0; s < n; s++) {
       const len = this.pktLen[s];
       outLens[s] = VNET_HDR_LEN + len;
       if (this.segs[s] < 2) continue; // its pass-through header was written at push, packet unchanged
-      const b = this.out[s];
+      const b = this.base[s];
+      const p = this.at[s];
+      const h = p - VNET_HDR_LEN;
       const v4 = b[p] >> 4 === 4;
       const ipHl = v4 ? 20 : 40;
       if (v4) {
@@ -340,17 +270,17 @@ export class GroTable {
       const t = p + ipHl;
       const tcpLen = len - ipHl;
       wr16(b, t + 16, fold(sum16(b, v4 ? p + 12 : p + 8, v4 ? 8 : 32, PROTO_TCP + tcpLen)));
-      b[this.outOff] = VNET_HDR_F_NEEDS_CSUM;
-      b[this.outOff + 1] = v4 ? VNET_HDR_GSO_TCPV4 : VNET_HDR_GSO_TCPV6;
+      b[h] = VNET_HDR_F_NEEDS_CSUM;
+      b[h + 1] = v4 ? VNET_HDR_GSO_TCPV4 : VNET_HDR_GSO_TCPV6;
       const hdrLen = ipHl + (b[t + 12] >> 4) * 4;
-      b[this.outOff + 2] = hdrLen;
-      b[this.outOff + 3] = hdrLen >>> 8;
-      b[this.outOff + 4] = this.gso[s];
-      b[this.outOff + 5] = this.gso[s] >>> 8;
-      b[this.outOff + 6] = ipHl;
-      b[this.outOff + 7] = 0;
-      b[this.outOff + 8] = 16;
-      b[this.outOff + 9] = 0;
+      b[h + 2] = hdrLen;
+      b[h + 3] = hdrLen >>> 8;
+      b[h + 4] = this.gso[s];
+      b[h + 5] = this.gso[s] >>> 8;
+      b[h + 6] = ipHl;
+      b[h + 7] = 0;
+      b[h + 8] = 16;
+      b[h + 9] = 0;
     }
     this.used = 0;
     this.nOpen = 0;
@@ -401,9 +331,9 @@ export class GroTable {
     const aOff = v4 ? 12 : 8;
     const aEnd = v4 ? 20 : 40;
     const pt = off + this.ipHl;
-    const p = this.outOff + VNET_HDR_LEN;
     next: for (let k = 0; k < this.nOpen; k++) {
-      const b = this.out[this.open[k]];
+      const b = this.base[this.open[k]];
+      const p = this.at[this.open[k]];
       if (b[p] >> 4 !== pkt[off] >> 4) continue;
       for (let i = aOff; i < aEnd; i++) if (b[p + i] !== pkt[off + i]) continue next;
       const bt = p + aEnd; // open super-packets never have IP options, so TCP follows the fixed header
@@ -416,8 +346,8 @@ export class GroTable {
   /** Appends the (coalescable, same-flow) packet to open[k] if every rule holds; closes it when it must end. */
   private tryAppend(k: number, pkt: Uint8Array, off: number, len: number): boolean {
     const s = this.open[k];
-    const b = this.out[s];
-    const p = this.outOff + VNET_HDR_LEN;
+    const b = this.base[s];
+    const p = this.at[s];
     const ipHl = this.ipHl;
     const thl = this.thl;
     if (ipHl === 20) {
@@ -437,8 +367,20 @@ export class GroTable {
     if (rd32(pkt, pt + 4) !== this.nextSeq[s]) return false;
     const pay = len - ipHl - thl;
     const cur = this.pktLen[s];
-    if (pay > this.gso[s] || cur + pay > GRO_MAX_PACKET || p + cur + pay > b.length) return false;
-    b.set(pkt.subarray(pt + thl, off + len), p + cur);
+    if (pay > this.gso[s] || cur + pay > GRO_MAX_PACKET) return false;
+    if (this.out) {
+      if (p + cur + pay > b.length) return false;
+      b.set(pkt.subarray(pt + thl, off + len), p + cur);
+    } else {
+      if (pkt !== b || this.pieces === this.pieceOff.length) return false;
+      const q = this.pieces++;
+      this.pieceOff[q] = pt + thl;
+      this.pieceLen[q] = pay;
+      this.pieceNext[q] = -1;
+      if (this.pieceTail[s] < 0) this.pieceHead[s] = q;
+      else this.pieceNext[this.pieceTail[s]] = q;
+      this.pieceTail[s] = q;
+    }
     this.pktLen[s] = cur + pay;
     this.segs[s]++;
     this.nextSeq[s] = (this.nextSeq[s] + pay) >>> 0;

@@ -37,7 +37,10 @@ export class ReceivePath {
     private readonly device: Device,
     private readonly arena: SlotArena,
     private readonly pool: CryptPool,
-    /** Packets of one batch are written together (coalesced in offload mode), then flushed. */
+    /**
+     * Packets of one batch are written together (coalesced in offload mode), then flushed; the slots they lie
+     * in are released before the flush, but nothing reuses them until this batch's complete() has returned.
+     */
     private readonly tun: { write(buf: Uint8Array, off: number, len: number): void; flush(): void },
     private readonly log: (msg: string) => void,
   ) {
@@ -180,7 +183,8 @@ export class ReceivePath {
         } else {
           const bytes = this.arena.slot(s).bytes;
           const len = this.device.received(target, from, bytes, this.arena.get(s, META_LEN), plain);
-          if (typeof len === 'number' && len > 0) this.tun.write(bytes, Data.payload, len);
+          // Written from the arena itself: the TUN writer sends arena packets in place (writer.ts).
+          if (typeof len === 'number' && len > 0) this.tun.write(this.arena.bytes, this.arena.offset(s) + Data.payload, len);
         }
         this.release(s);
       });

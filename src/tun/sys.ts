@@ -34,6 +34,8 @@ interface Sys {
   recvmmsg: Fn;
   poll: Fn;
   read: Fn;
+  readv: Fn;
+  writev: Fn;
   fcntl: Fn;
   shutdown: Fn;
   close: Fn;
@@ -57,6 +59,8 @@ function load(): Sys {
     poll: lib.func('int poll(void *, uint64_t, int)') as Fn,
     // An address, not a typed array: reads land at an offset inside a slot arena without a subarray.
     read: lib.func('intptr_t read(int, uintptr_t, uint64_t)') as Fn,
+    readv: lib.func('intptr_t readv(int, uintptr_t, int)') as Fn,
+    writev: lib.func('intptr_t writev(int, uintptr_t, int)') as Fn,
     fcntl: lib.func('int fcntl(int, int, int)') as Fn,
     shutdown: lib.func('int shutdown(int, int)') as Fn,
     close: lib.func('int close(int)') as Fn,
@@ -115,6 +119,18 @@ export function poll(fds: Uint8Array, nfds: number, timeoutMs: number): number {
 export function readAt(fd: number, addr: number, len: number): number {
   const s = load();
   return check(s, s.read(fd, addr, len));
+}
+
+/** readv(2) into the `count` struct iovecs at absolute address `iov` (their buffers are addresses too). */
+export function readvAt(fd: number, iov: number, count: number): number {
+  const s = load();
+  return check(s, s.readv(fd, iov, count));
+}
+
+/** writev(2) of the `count` struct iovecs at absolute address `iov`. */
+export function writevAt(fd: number, iov: number, count: number): number {
+  const s = load();
+  return check(s, s.writev(fd, iov, count));
 }
 
 const F_GETFL = 3;

@@ -8,6 +8,7 @@ import { WgError } from '../errors.js';
 import { DEFAULT_MTU } from '../constants.js';
 import * as libc from './libc.js';
 import { E, errnoText } from './libc.js';
+import { writevAt } from './sys.js';
 
 export interface TunDevice {
   readonly name: string;
@@ -23,6 +24,8 @@ export interface TunDevice {
   read(buf: Uint8Array, off: number, len: number): number;
   /** Writes one packet: bytes written or -errno (-EIO while the link is down). Never throws. */
   write(buf: Uint8Array, off: number, len: number): number;
+  /** Writes one packet gathered from `count` struct iovecs at absolute address `iov` (real devices only). */
+  writev?(iov: number, count: number): number;
   /** Deletes the link (unless persistent), which wakes a blocked read() with -EBADFD, and closes the fd. */
   close(): void;
 }
@@ -160,6 +163,13 @@ class NativeTun implements TunDevice, LinkProbe {
 
   write(buf: Uint8Array, off: number, len: number): number {
     return tunWrite(this.fd, buf, off, len);
+  }
+
+  writev(iov: number, count: number): number {
+    for (;;) {
+      const r = writevAt(this.fd, iov, count);
+      if (r !== -E.EINTR) return r;
+    }
   }
 
   mtu(): number {

@@ -2,7 +2,8 @@
 // split on read, GRO on write) and TCP and full-MTU pings work both ways; WGTS_TUN_OFFLOAD=0 falls back to
 // plain packets with the same traffic; and an offload side interoperates with a plain side. UDP: by default
 // datagrams leave in GSO runs (seen on the veth as frames far above its MTU) and arrive through UDP_GRO;
-// WGTS_UDP_OFFLOAD=0 sends one datagram per frame with the same traffic; each falls back alone.
+// WGTS_UDP_OFFLOAD=0 sends one datagram per frame with the same traffic; each falls back alone. Streams of
+// seeded random bytes arrive byte-exact both ways, wgts to wgts and wgts to wireguard-go.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +26,42 @@ async function tcp(t: Topology, reverse: boolean): Promise<number> {
   await server;
   assert.equal(c.code, 0, `iperf3: ${c.stderr}`);
   return JSON.parse(c.stdout).end.sum_received.bits_per_second / 1e6;
+}
+
+/**
+ * Streams 48 MB of seeded pseudo-random bytes over one TCP connection from `from` to `to`'s tunnel address and
+ * returns both ends' SHA-256: TSO super-packets split on read and GRO super-packets written in place must
+ * carry every byte exactly (a wrong merge or split would corrupt data that TCP checksums no longer cover).
+ */
+async function transfer(t: Topology, from: Host, to: Host, v6: boolean): Promise<{ sent: string; got: string }> {
+  const addr = v6 ? to.tunnel6 : to.tunnel4;
+  const port = 5399;
+  const server = t.exec(to, ['node', '-e', `
+    const h = require('crypto').createHash('sha256');
+    const srv = require('net').createServer((c) => { c.on('data', (d) => h.update(d)); c.on('end', () => { console.log(h.digest('hex')); srv.close(); }); });
+    srv.listen(${port}, '${addr}', () => console.log('ready'));`], { timeoutMs: 60_000 });
+  await new Promise((r) => setTimeout(r, 700));
+  const client = await t.exec(from, ['node', '-e', `
+    const h = require('crypto').createHash('sha256');
+    const c = require('net').connect(${port}, '${addr}');
+    let x = 0x9e3779b9, left = 48 * 1024 * 1024;
+    const chunk = () => { const b = Buffer.alloc(Math.min(left, 1 << 20)); for (let i = 0; i < b.length; i += 4) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; b.writeInt32LE(x | 0, i); } left -= b.length; return b; };
+    const pump = () => { while (left > 0) { const b = chunk(); h.update(b); if (!c.write(b)) return c.once('drain', pump); } c.end(() => console.log(h.digest('hex'))); };
+    c.on('connect', pump);`], { timeoutMs: 60_000 });
+  const srv = await server;
+  assert.equal(client.code, 0, `client: ${client.stderr}`);
+  assert.equal(srv.code, 0, `server: ${srv.stderr}`);
+  return { sent: client.stdout.trim(), got: srv.stdout.trim().split('\n').pop()! };
+}
+
+async function exact(t: Topology): Promise<void> {
+  for (const [from, to] of [[t.a, t.b], [t.b, t.a]] as const) {
+    for (const v6 of [false, true]) {
+      const { sent, got } = await transfer(t, from, to, v6);
+      assert.match(sent, /^[0-9a-f]{64}$/);
+      assert.equal(got, sent, `${from.name} -> ${to.name} over IPv${v6 ? 6 : 4}: the bytes differ`);
+    }
+  }
 }
 
 async function traffic(t: Topology): Promise<void> {
@@ -100,6 +137,7 @@ describe('TUN offload', () => {
       assert.equal(await vnetHdr(t, t.a), 'on');
       assert.equal(await vnetHdr(t, t.b), 'on');
       await traffic(t);
+      await exact(t);
     } finally {
       await t.close();
     }
@@ -123,6 +161,7 @@ describe('TUN offload', () => {
     try {
       assert.equal(await vnetHdr(t, t.a), 'on');
       await traffic(t);
+      await exact(t);
     } finally {
       await t.close();
     }

@@ -17,10 +17,10 @@ import {
   VNET_HDR_LEN,
   completeChecksum,
   parseVnetHdr,
-  tsoSplit,
   writeVnetHdr,
   type VnetHdr,
 } from '../../src/dataplane/offload.js';
+import { tsoSplit, tsoSplitScattered, TSO_LAYOUT_MISMATCH } from '../../src/dataplane/tso.js';
 
 const FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10, URG = 0x20, CWR = 0x80;
 
@@ -142,10 +142,35 @@ function gro(pkts: Uint8Array[], outOff = 0, opts: { verifyTcp?: boolean; dataVa
   for (const p of pkts) assert.equal(t.push(p, 0, p.length), true);
   const lens = new Int32Array(out.length);
   const n = t.flush(lens);
-  return Array.from({ length: n }, (_, i) => ({
+  const res = Array.from({ length: n }, (_, i) => ({
     hdr: parseVnetHdr(out[i], outOff)!,
     pkt: out[i].slice(outOff + VNET_HDR_LEN, outOff + lens[i]),
   }));
+  // Gather mode must write exactly the same bytes, from the packets where they lie plus payload pieces.
+  assert.deepEqual(groGather(pkts, opts), res, 'gather mode differs from copy mode');
+  return res;
+}
+/** The same through a gather-mode GroTable: packets 16 bytes apart in one arena, each output reassembled. */
+function groGather(pkts: Uint8Array[], opts: { verifyTcp?: boolean; dataValid?: boolean }): { hdr: VnetHdr; pkt: Uint8Array }[] {
+  const offs: number[] = [];
+  let end = 0;
+  for (const p of pkts) {
+    offs.push(end + 16);
+    end += 16 + p.length;
+  }
+  const arena = new Uint8Array(end).fill(0xee);
+  pkts.forEach((p, i) => arena.set(p, offs[i]));
+  const t = new GroTable({ gather: pkts.length + 1, pieces: 4096 }, 0, 64, opts);
+  pkts.forEach((p, i) => assert.equal(t.push(arena, offs[i], p.length), true));
+  const lens = new Int32Array(pkts.length + 1);
+  const n = t.flush(lens);
+  return Array.from({ length: n }, (_, s) => {
+    const parts = [arena.slice(t.at[s] - VNET_HDR_LEN, t.at[s] + t.first[s])];
+    for (let q = t.pieceHead[s]; q >= 0; q = t.pieceNext[q]) parts.push(arena.slice(t.pieceOff[q], t.pieceOff[q] + t.pieceLen[q]));
+    const whole = Uint8Array.from(parts.flatMap((x) => [...x]));
+    assert.equal(whole.length, lens[s]);
+    return { hdr: parseVnetHdr(whole, 0)!, pkt: whole.slice(VNET_HDR_LEN) };
+  });
 }
 
 // ---- checksum.ts ----
@@ -315,6 +340,65 @@ test('tsoSplit rejects malformed input', () => {
   assert.equal(run(v6ext, tsoHdr(v6, 50)), -1);
   assert.equal(run(v6, tsoHdr(v6, 50)), 2);
   assert.equal(tsoSplit(good, 10, good.length, h, slots(8), 0, new Int32Array(8)), -1); // beyond src
+});
+
+/** A super-packet as readv(2) scatters it into slots laid out for (hl, gso): see tsoSplitScattered. */
+function scatter(pkt: Uint8Array, hl: number, gso: number, count: number, slotSize = 2048, headroom = 16): { buf: Uint8Array; at: Int32Array } {
+  const buf = new Uint8Array(count * slotSize).fill(0x5a);
+  const at = Int32Array.from({ length: count }, (_, i) => i * slotSize + headroom);
+  buf.set(pkt.subarray(0, hl + gso), at[0]);
+  for (let i = 1, p = hl + gso; p < pkt.length; i++, p += gso) buf.set(pkt.subarray(p, Math.min(p + gso, pkt.length)), at[i] + hl);
+  return { buf, at };
+}
+
+test('tsoSplitScattered gives exactly what tsoSplit gives, copying only headers', () => {
+  const cases = [
+    { pkt: build({ payload: 3500, opts: TS(0xdeadbeef, 7), flags: ACK | PSH | FIN | CWR, seq: 0xfffffa00, id: 0xffff, partial: true }), gso: 1368 },
+    { pkt: build({ v6: true, payload: 60000, flags: ACK | PSH, opts: TS(5, 6), partial: true }), gso: 1348 },
+    { pkt: build({ payload: 4 * 1000, flags: ACK, partial: true }), gso: 1000 }, // exact multiple
+    { pkt: build({ payload: 500, flags: ACK | PSH, partial: true }), gso: 1380 }, // one short segment
+  ];
+  for (const { pkt, gso } of cases) {
+    const hdr = tsoHdr(pkt, gso);
+    const want = split(pkt, gso);
+    const { buf, at } = scatter(pkt, hdr.hdrLen, gso, 64);
+    const lens = new Int32Array(64);
+    const n = tsoSplitScattered(buf, at, pkt.length, hdr, hdr.hdrLen, gso, lens);
+    assert.equal(n, want.length);
+    for (let i = 0; i < n; i++) assert.deepEqual(buf.slice(at[i], at[i] + lens[i]), want[i], `segment ${i}`);
+    checkSplit(pkt, want, gso);
+    assert.ok(buf.subarray(at[0] - 16, at[0]).every((x) => x === 0x5a), 'headroom untouched');
+  }
+});
+
+test('tsoSplitScattered: a non-GSO packet in the first piece, layout mismatches untouched, malformed input', () => {
+  const small = build({ payload: 100, flags: ACK | PSH, partial: true });
+  const csum = { flags: VNET_HDR_F_NEEDS_CSUM, gsoType: VNET_HDR_GSO_NONE, hdrLen: 0, gsoSize: 0, csumStart: 20, csumOffset: 16 };
+  let { buf, at } = scatter(small, 52, 1368, 4);
+  const lens = new Int32Array(4);
+  assert.equal(tsoSplitScattered(buf, at, small.length, csum, 52, 1368, lens), 1);
+  assert.equal(lens[0], small.length);
+  checkSplit(small, [buf.slice(at[0], at[0] + lens[0])], 1448); // checksum completed in place
+  // Longer than the first piece: its tail sits in the next slot, so the caller must gather it.
+  const big = build({ payload: 1500 });
+  ({ buf, at } = scatter(big, 20, 1000, 4));
+  const before = buf.slice();
+  const none = { ...csum, flags: 0 };
+  assert.equal(tsoSplitScattered(buf, at, big.length, none, 20, 1000, lens), TSO_LAYOUT_MISMATCH);
+  assert.deepEqual(buf, before);
+  // Another gso_size or header length than the iovecs assumed: nothing modified.
+  const pkt = build({ payload: 5000, opts: TS(1, 2), partial: true });
+  const h = tsoHdr(pkt, 1368);
+  ({ buf, at } = scatter(pkt, 52, 1368, 8));
+  const orig = buf.slice();
+  assert.equal(tsoSplitScattered(buf, at, pkt.length, h, 52, 1400, lens), TSO_LAYOUT_MISMATCH);
+  assert.equal(tsoSplitScattered(buf, at, pkt.length, h, 40, 1368, lens), TSO_LAYOUT_MISMATCH);
+  assert.deepEqual(buf, orig);
+  // Malformed: IP length disagreeing with the read, UDP GSO, too few slots for the segments.
+  assert.equal(tsoSplitScattered(buf, at, pkt.length - 1, h, 52, 1368, lens), -1);
+  assert.equal(tsoSplitScattered(buf, at, pkt.length, { ...h, gsoType: VNET_HDR_GSO_UDP }, 52, 1368, lens), -1);
+  assert.equal(tsoSplitScattered(buf, at.subarray(0, 2), pkt.length, h, 52, 1368, lens), -1);
+  assert.deepEqual(buf, orig);
 });
 
 test('tsoSplit gso NONE: completes a partial checksum in place, or copies unchanged', () => {
