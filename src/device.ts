@@ -24,6 +24,7 @@ import { Ratelimiter } from './dataplane/ratelimiter.js';
 import { openPayload, PacketBuffer, sealData, sealedSize } from './dataplane/transport.js';
 import { keyToHex } from './keys.js';
 import { Peer, type Endpoint } from './peer.js';
+import { earliestDeadline, runDueTimers, type TimerHost } from './dataplane/timeractions.js';
 
 export interface DeviceIO {
   /** A WireGuard datagram for the network. */
@@ -78,6 +79,14 @@ export class Device {
   private underLoadUntil = -Infinity;
   private isUp = true;
   private readonly log: (level: 'error' | 'verbose', msg: string) => void;
+  private readonly timerHost: TimerHost = {
+    initiate: (peer, isRetry) => this.initiate(peer, isRetry),
+    sendKeepalive: (peer) => this.sendKeepalive(peer),
+    forgetSessions: (peer) => this.forgetSessions(peer),
+    timerSeconds: (s) => this.timerSeconds(s),
+    log: (level, msg) => this.log(level, msg),
+    internal: (e) => this.internal(e),
+  };
   private readonly hooks: KeypairHooks | undefined;
 
   constructor(opts: DeviceOptions) {
@@ -468,44 +477,11 @@ export class Device {
 
   /** Runs every peer's due timers. The caller arms one real timer at nextDeadline(). */
   tick(): void {
-    for (const peer of this.peers.values()) {
-      for (const action of peer.timers.poll()) {
-        try {
-          switch (action.kind) {
-            case 'retransmit-initiation':
-              this.log('verbose', `${peer.name}: handshake did not complete after ${this.timerSeconds(5)} seconds, retrying (try ${peer.timers.handshakeAttempts + 1})`);
-              this.initiate(peer, true);
-              break;
-            case 'new-handshake':
-              this.initiate(peer, false);
-              break;
-            case 'give-up':
-              // The first initiation plus its retries: MAX_TIMER_HANDSHAKES + 2, the number both peers print.
-              this.log('verbose', `${peer.name}: handshake did not complete after ${peer.timers.handshakeAttempts + 1} attempts, giving up`);
-              peer.staged.clear();
-              break;
-            case 'send-keepalive':
-              this.sendKeepalive(peer);
-              break;
-            case 'zero-keys':
-              this.log('verbose', `${peer.name}: removing all keys, since we haven't received a new one in ${this.timerSeconds(540)} seconds`);
-              this.forgetSessions(peer);
-              break;
-          }
-        } catch (e) {
-          this.internal(e);
-        }
-      }
-    }
+    runDueTimers(this.peers.values(), this.timerHost);
   }
 
   nextDeadline(): number | undefined {
-    let best: number | undefined;
-    for (const peer of this.peers.values()) {
-      const d = peer.timers.nextDeadline();
-      if (d !== undefined && (best === undefined || d < best)) best = d;
-    }
-    return best;
+    return earliestDeadline(this.peers.values());
   }
 
   // ---- helpers -----------------------------------------------------------------------------------------
