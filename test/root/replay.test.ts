@@ -113,7 +113,9 @@ describe('replay and forgery against a running daemon (wgts <-> wgts)', () => {
 
   before(async () => {
     requireRoot();
-    topo = await Topology.create();
+    // One datagram per frame, so the capture holds each message on its own: with UDP GSO, pings that bunch up
+    // behind a stall (ping -i keeps sending) leave in one GSO frame, which tcpdump records as one datagram.
+    topo = await Topology.create({ env: { WGTS_UDP_OFFLOAD: '0' } });
     const r = await topo.exec(topo.a, ['ip', 'addr', 'add', `${THIRD}/24`, 'dev', topo.veth.a]);
     assert.equal(r.code, 0, r.stderr);
   });
