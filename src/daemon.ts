@@ -129,7 +129,7 @@ export class Daemon implements UapiHost {
     d.timer = setInterval(() => d.device.tick(), TIMER_TICK_MS);
     d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev));
     opts.log.verbose('UAPI listener started');
-    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
+    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN offload ${opts.tun.vnetHdr ? (opts.tun.uso ? 'TSO+USO' : 'TSO') : 'off'}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
     return d;
   }
 

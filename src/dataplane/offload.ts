@@ -15,6 +15,8 @@ export const VNET_HDR_GSO_NONE = 0;
 export const VNET_HDR_GSO_TCPV4 = 1;
 export const VNET_HDR_GSO_UDP = 3;
 export const VNET_HDR_GSO_TCPV6 = 4;
+/** UDP_SEGMENT super-packets (USO): one UDP header per gso_size of payload, IPv4 or IPv6 by the packet. */
+export const VNET_HDR_GSO_UDP_L4 = 5;
 export const VNET_HDR_GSO_ECN = 0x80;
 
 /** Largest IP packet a coalesced super-packet may become (IPv4 total length / what a TUN write takes). */
@@ -44,7 +46,7 @@ function wr16(b: Uint8Array, i: number, v: number): void {
 /**
  * Reads the virtio-net header at buf[off..off+10) (little-endian, as on the host). Returns null when it is
  * truncated or not something this code can handle: flag bits other than NEEDS_CSUM/DATA_VALID, a GSO type other
- * than NONE/TCPV4/UDP/TCPV6, or ECN on NONE. Pass `into` to reuse an object on the per-packet path.
+ * than NONE/TCPV4/UDP/TCPV6/UDP_L4, or ECN on NONE or UDP_L4. Pass `into` to reuse an object on the per-packet path.
  */
 export function parseVnetHdr(buf: Uint8Array, off: number, into?: VnetHdr): VnetHdr | null {
   if (off < 0 || off + VNET_HDR_LEN > buf.length) return null;
@@ -52,8 +54,8 @@ export function parseVnetHdr(buf: Uint8Array, off: number, into?: VnetHdr): Vnet
   const gsoType = buf[off + 1];
   if ((flags & ~(VNET_HDR_F_NEEDS_CSUM | VNET_HDR_F_DATA_VALID)) !== 0) return null;
   const base = gsoType & ~VNET_HDR_GSO_ECN;
-  if (base !== VNET_HDR_GSO_NONE && base !== VNET_HDR_GSO_TCPV4 && base !== VNET_HDR_GSO_UDP && base !== VNET_HDR_GSO_TCPV6) return null;
-  if (base === VNET_HDR_GSO_NONE && gsoType !== base) return null;
+  if (base !== VNET_HDR_GSO_NONE && base !== VNET_HDR_GSO_TCPV4 && base !== VNET_HDR_GSO_UDP && base !== VNET_HDR_GSO_TCPV6 && base !== VNET_HDR_GSO_UDP_L4) return null;
+  if ((base === VNET_HDR_GSO_NONE || base === VNET_HDR_GSO_UDP_L4) && gsoType !== base) return null; // ECN is TCP's
   const h = into ?? { flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 };
   h.flags = flags;
   h.gsoType = gsoType;

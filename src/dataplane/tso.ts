@@ -1,15 +1,20 @@
-// TCP segmentation of TSO super-packets read from a TUN with IFF_VNET_HDR, before encryption (no I/O): the
-// kernel's tcp_gso_segment done in userspace, as wireguard-go's tun/offload does. Two layouts: tsoSplit cuts a
-// contiguous super-packet into slots (each segment copied), tsoSplitScattered finishes one that readv(2)
-// already scattered into slots, so only the headers are copied. TCP per RFC 9293, IPv4 RFC 791, IPv6 RFC 8200.
+// Segmentation of the super-packets a TUN with IFF_VNET_HDR hands over, before encryption (no I/O): TSO (the
+// kernel's tcp_gso_segment) and USO (__udp_gso_segment) done in userspace, as wireguard-go's tun/offload does.
+// Two layouts: tsoSplit cuts a contiguous super-packet into slots (each segment copied), tsoSplitScattered
+// finishes one that readv(2) already scattered into slots, so only the headers are copied. TCP per RFC 9293,
+// UDP RFC 768, IPv4 RFC 791, IPv6 RFC 8200.
 
 import { finish, ipv4HeaderChecksum, sum16 } from './checksum.js';
-import { completeChecksum, VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_ECN, VNET_HDR_GSO_NONE, VNET_HDR_GSO_TCPV4, VNET_HDR_GSO_TCPV6, type VnetHdr } from './offload.js';
+import {
+  completeChecksum, VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_ECN, VNET_HDR_GSO_NONE, VNET_HDR_GSO_TCPV4, VNET_HDR_GSO_TCPV6,
+  VNET_HDR_GSO_UDP_L4, type VnetHdr,
+} from './offload.js';
 
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
 const PROTO_TCP = 6;
+const PROTO_UDP = 17;
 
 /** tsoSplitScattered: the read's header length or gso_size is not the layout the iovecs assumed. */
 export const TSO_LAYOUT_MISMATCH = -2;
@@ -30,11 +35,13 @@ function wr32(b: Uint8Array, i: number, v: number): void {
 /** What every segment of one super-packet shares, read from its headers before any segment is written. */
 interface Shape {
   v4: boolean;
+  /** TCP (TSO), else UDP (USO). */
+  tcp: boolean;
   ipHl: number;
-  /** IP + TCP header bytes. */
+  /** IP + TCP or UDP header bytes. */
   hl: number;
   gso: number;
-  /** TCP payload bytes in all. */
+  /** Payload bytes in all. */
   payload: number;
   /** Segment count. */
   n: number;
@@ -46,55 +53,63 @@ interface Shape {
 }
 
 /** One split runs at a time per thread, so one scratch shape serves them all without allocating. */
-const shape: Shape = { v4: false, ipHl: 0, hl: 0, gso: 0, payload: 0, n: 0, addrSum: 0, id: 0, seq: 0, flags: 0 };
+const shape: Shape = { v4: false, tcp: true, ipHl: 0, hl: 0, gso: 0, payload: 0, n: 0, addrSum: 0, id: 0, seq: 0, flags: 0 };
 
 /**
- * Checks a TCPV4/TCPV6 super-packet whose headers are at b[off] and whose IP length fields must say `len`, and
- * fills `s`. False when it is not IPv4/IPv6+TCP matching the GSO type, an IPv4 fragment, IPv6 with extension
- * headers, has a TCP header beyond the packet, gso_size 0, no payload, inconsistent csum_start/csum_offset,
- * or an unsupported GSO type (UDP, which we never enable).
+ * Checks a TCPV4/TCPV6 or UDP_L4 super-packet whose headers are at b[off] and whose IP length fields must say
+ * `len`, and fills `s`. False when it is not IPv4/IPv6 + TCP (or UDP) matching the GSO type, an IPv4 fragment,
+ * IPv6 with extension headers, has a transport header beyond the packet, gso_size 0, no payload, inconsistent
+ * csum_start/csum_offset, or a GSO type we never enable (UFO).
  */
-function tcpShape(b: Uint8Array, off: number, len: number, hdr: VnetHdr, s: Shape): boolean {
+function gsoShape(b: Uint8Array, off: number, len: number, hdr: VnetHdr, s: Shape): boolean {
   const base = hdr.gsoType & ~VNET_HDR_GSO_ECN;
-  s.v4 = base === VNET_HDR_GSO_TCPV4;
+  if (base !== VNET_HDR_GSO_TCPV4 && base !== VNET_HDR_GSO_TCPV6 && base !== VNET_HDR_GSO_UDP_L4) return false;
+  s.tcp = base !== VNET_HDR_GSO_UDP_L4;
+  // UDP_L4 says nothing of the IP version: the packet does.
+  s.v4 = s.tcp ? base === VNET_HDR_GSO_TCPV4 : len > 0 && b[off] >> 4 === 4;
+  const proto = s.tcp ? PROTO_TCP : PROTO_UDP;
   let addrOff: number;
   if (s.v4) {
     if (len < 20 || b[off] >> 4 !== 4) return false;
     s.ipHl = (b[off] & 0x0f) * 4;
-    if (s.ipHl < 20 || b[off + 9] !== PROTO_TCP || rd16(b, off + 2) !== len) return false;
-    if ((rd16(b, off + 6) & 0x3fff) !== 0) return false; // MF or a fragment offset: TSO never fragments
+    if (s.ipHl < 20 || b[off + 9] !== proto || rd16(b, off + 2) !== len) return false;
+    if ((rd16(b, off + 6) & 0x3fff) !== 0) return false; // MF or a fragment offset: GSO never fragments
     addrOff = off + 12;
-  } else if (base === VNET_HDR_GSO_TCPV6) {
+  } else {
     if (len < 40 || b[off] >> 4 !== 6) return false;
-    if (b[off + 6] !== PROTO_TCP || rd16(b, off + 4) + 40 !== len) return false;
+    if (b[off + 6] !== proto || rd16(b, off + 4) + 40 !== len) return false;
     s.ipHl = 40;
     addrOff = off + 8;
-  } else {
-    return false;
   }
-  if (len < s.ipHl + 20) return false;
-  const t0 = off + s.ipHl;
-  const thl = (b[t0 + 12] >> 4) * 4;
-  if (thl < 20) return false;
-  s.hl = s.ipHl + thl;
+  let l4: number;
+  if (s.tcp) {
+    if (len < s.ipHl + 20) return false;
+    l4 = (b[off + s.ipHl + 12] >> 4) * 4;
+    if (l4 < 20) return false;
+  } else {
+    l4 = 8;
+  }
+  s.hl = s.ipHl + l4;
   if (s.hl > len) return false;
-  if ((hdr.flags & VNET_HDR_F_NEEDS_CSUM) !== 0 && (hdr.csumStart !== s.ipHl || hdr.csumOffset !== 16)) return false;
+  if ((hdr.flags & VNET_HDR_F_NEEDS_CSUM) !== 0 && (hdr.csumStart !== s.ipHl || hdr.csumOffset !== (s.tcp ? 16 : 6))) return false;
   s.gso = hdr.gsoSize;
   s.payload = len - s.hl;
   if (s.gso === 0 || s.payload === 0) return false;
   s.n = Math.ceil(s.payload / s.gso);
   s.addrSum = sum16(b, addrOff, s.v4 ? 8 : 32);
   s.id = s.v4 ? rd16(b, off + 4) : 0;
-  s.seq = rd32(b, t0 + 4);
-  s.flags = b[t0 + 13];
+  const t0 = off + s.ipHl;
+  s.seq = s.tcp ? rd32(b, t0 + 4) : 0;
+  s.flags = s.tcp ? b[t0 + 13] : 0;
   return true;
 }
 
 /**
  * Segment i, whose headers (a copy of the super-packet's) and payload are at dst[at..): IPv4 total length,
  * ID = original ID + i (mod 2^16, as the kernel's GSO without FIXEDID) and header checksum, or IPv6 payload
- * length; sequence number advanced by i*gso_size; FIN and PSH only on the last segment, CWR only on the first;
- * a full TCP checksum (the partial value the kernel left is not relied on). Returns the segment's length.
+ * length. TCP: sequence number advanced by i*gso_size; FIN and PSH only on the last segment, CWR only on the
+ * first. UDP: the datagram's length. A full checksum either way (the partial value the kernel left is not
+ * relied on; a UDP sum of 0 is sent as 0xffff, 0 meaning none). Returns the segment's length.
  */
 function finishSegment(dst: Uint8Array, at: number, i: number, s: Shape): number {
   const seg = Math.min(s.gso, s.payload - i * s.gso);
@@ -107,6 +122,15 @@ function finishSegment(dst: Uint8Array, at: number, i: number, s: Shape): number
     wr16(dst, at + 4, segLen - 40);
   }
   const t = at + s.ipHl;
+  const l4Len = segLen - s.ipHl;
+  if (!s.tcp) {
+    wr16(dst, t + 4, l4Len);
+    dst[t + 6] = 0;
+    dst[t + 7] = 0;
+    const c = finish(sum16(dst, t, l4Len, s.addrSum + PROTO_UDP + l4Len));
+    wr16(dst, t + 6, c === 0 ? 0xffff : c);
+    return segLen;
+  }
   wr32(dst, t + 4, (s.seq + i * s.gso) >>> 0);
   let f = s.flags;
   if (i !== s.n - 1) f &= ~(TCP_FIN | TCP_PSH);
@@ -114,8 +138,7 @@ function finishSegment(dst: Uint8Array, at: number, i: number, s: Shape): number
   dst[t + 13] = f;
   dst[t + 16] = 0;
   dst[t + 17] = 0;
-  const tcpLen = segLen - s.ipHl;
-  wr16(dst, t + 16, finish(sum16(dst, t, tcpLen, s.addrSum + PROTO_TCP + tcpLen)));
+  wr16(dst, t + 16, finish(sum16(dst, t, l4Len, s.addrSum + PROTO_TCP + l4Len)));
   return segLen;
 }
 
@@ -125,11 +148,11 @@ function finishSegment(dst: Uint8Array, at: number, i: number, s: Shape): number
  * src[srcOff..srcOff+srcLen) is the IP packet after the virtio header `hdr`. Segment i is written to
  * out[i][outOff..outOff+outLens[i]); outOff is headroom in every slot (room for the WireGuard data header, as
  * wireguard-go does), and each slot must hold outOff + headers + its payload. Returns the number of segments,
- * or -1 (nothing usable written) on malformed input (see tcpShape), IP length fields not equal to srcLen, or
+ * or -1 (nothing usable written) on malformed input (see gsoShape), IP length fields not equal to srcLen, or
  * too few or too small slots.
  *
  * gso_type NONE: the checksum is completed in place when NEEDS_CSUM is set (src is modified), then the packet
- * is copied to out[0] and 1 is returned. TCPV4/TCPV6: see finishSegment.
+ * is copied to out[0] and 1 is returned. TCPV4/TCPV6/UDP_L4: see finishSegment.
  */
 export function tsoSplit(
   src: Uint8Array,
@@ -149,7 +172,7 @@ export function tsoSplit(
     return 1;
   }
   const s = shape;
-  if (!tcpShape(src, srcOff, srcLen, hdr, s)) return -1;
+  if (!gsoShape(src, srcOff, srcLen, hdr, s)) return -1;
   const { n, hl, gso } = s;
   if (n > out.length || n > outLens.length) return -1;
   for (let i = 0; i < n; i++) {
@@ -184,7 +207,7 @@ export function tsoSplitScattered(buf: Uint8Array, at: Int32Array, len: number, 
     return 1;
   }
   const s = shape;
-  if (len < 1 || !tcpShape(buf, a0, len, hdr, s)) return -1;
+  if (len < 1 || !gsoShape(buf, a0, len, hdr, s)) return -1;
   if (s.hl !== hl || s.gso !== gso) return TSO_LAYOUT_MISMATCH;
   if (s.n > at.length || s.n > outLens.length) return -1;
   // Segment 0's headers are the super-packet's own: finish it last, once every copy has been taken.

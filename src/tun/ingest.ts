@@ -1,10 +1,11 @@
 // Taking packets off the TUN into the outbound slot arena (the kernel's xmit entry): each packet lands in a
 // free slot at the payload offset, so it can be sealed where it lies, and its slot number goes to the ready
-// queue. In offload mode (IFF_VNET_HDR) one read is a super-packet of up to 64 KB that is split into
+// queue. In offload mode (IFF_VNET_HDR) one read is a TCP or UDP super-packet of up to 64 KB, split into
 // MTU-sized segments straight into free slots, checksums completed, so the rest of the path is unchanged.
-// While a TCP stream runs, reads are readv(2) straight into slots laid out for the last super-packet's header
-// length and gso_size, so only headers are copied (copying every byte from a stage cost ~6% of a 2-core
-// machine moving 1.6 Gbit/s); a packet of another shape is gathered into the stage and split from there.
+// While a TCP stream (or a UDP_SEGMENT sender) runs, reads are readv(2) straight into slots laid out for the
+// last super-packet's header length and gso_size, so only headers are copied (copying every byte from a stage
+// cost ~6% of a 2-core machine moving 1.6 Gbit/s); a packet of another shape is gathered into the stage and
+// split from there.
 // The TUN reader thread (reader.ts) runs it on a blocking fd; the control thread runs it itself on a
 // non-blocking one from libuv readiness (uvpoll.ts). Out of free slots it stops, which pushes back on the
 // TUN's own queue instead of growing memory; a read already taken waits in the stage for slots.
@@ -15,7 +16,7 @@ import type { SpscQueue } from '../queues/spsc.js';
 import { E } from './libc.js'; // constants only
 import { addressOf, readAt, readvAt } from './sys.js';
 import { CMemory, IOVEC_SIZE } from './msghdr.js';
-import { GRO_MAX_PACKET, parseVnetHdr, VNET_HDR_GSO_ECN, VNET_HDR_GSO_NONE, VNET_HDR_GSO_TCPV4, VNET_HDR_GSO_TCPV6, VNET_HDR_LEN, type VnetHdr } from '../dataplane/offload.js';
+import { GRO_MAX_PACKET, parseVnetHdr, VNET_HDR_GSO_ECN, VNET_HDR_GSO_NONE, VNET_HDR_GSO_TCPV4, VNET_HDR_GSO_TCPV6, VNET_HDR_GSO_UDP_L4, VNET_HDR_LEN, type VnetHdr } from '../dataplane/offload.js';
 import { TSO_LAYOUT_MISMATCH, tsoSplit, tsoSplitScattered } from '../dataplane/tso.js';
 
 /** read() results besides a fatal -errno: the TUN is empty, the read budget ran out, or no slot is free. */
@@ -166,16 +167,16 @@ export class TunIngest {
     return true;
   }
 
-  /** Remembers a TSO super-packet's layout for the next read, or forgets it after a run of plain packets. */
+  /** Remembers a super-packet's layout for the next read, or forgets it after a run of plain packets. */
   private learn(b: Uint8Array, off: number): void {
     const base = this.hdr.gsoType & ~VNET_HDR_GSO_ECN;
-    if (base !== VNET_HDR_GSO_TCPV4 && base !== VNET_HDR_GSO_TCPV6) {
+    if (base !== VNET_HDR_GSO_TCPV4 && base !== VNET_HDR_GSO_TCPV6 && base !== VNET_HDR_GSO_UDP_L4) {
       if (++this.plainReads >= LAYOUT_IDLE_READS) this.layoutGso = 0;
       return;
     }
     this.plainReads = 0;
-    const ipHl = base === VNET_HDR_GSO_TCPV4 ? (b[off] & 0x0f) * 4 : 40;
-    const hl = ipHl + (b[off + ipHl + 12] >> 4) * 4;
+    const ipHl = b[off] >> 4 === 4 ? (b[off] & 0x0f) * 4 : 40;
+    const hl = ipHl + (base === VNET_HDR_GSO_UDP_L4 ? 8 : (b[off + ipHl + 12] >> 4) * 4);
     const gso = this.hdr.gsoSize;
     const fits = gso > 0 && hl + gso <= this.room && Math.ceil((GRO_MAX_PACKET - hl) / gso) <= MAX_SEGMENTS;
     this.layoutHl = fits ? hl : 0;

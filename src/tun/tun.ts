@@ -18,6 +18,8 @@ export interface TunDevice {
    * hands over TCP super-packets of up to 64 KB and takes coalesced ones back (see dataplane/offload.ts).
    */
   readonly vnetHdr: boolean;
+  /** With vnetHdr: the kernel also hands over UDP super-packets (USO, TUN_F_USO4/USO6). */
+  readonly uso?: boolean;
   /** Current MTU; throws WgError if the device cannot be queried (e.g. it was deleted). */
   mtu(): number;
   /** Blocking read of one packet: its length, or -errno (-EBADFD once the device is deleted). Never throws. */
@@ -42,10 +44,12 @@ export interface LinkProbe {
 const [TUNSETIFF, TUNGETIFF, TUNGETDEVNETNS] = [0x400454ca, 0x800454d2, 0x54e3];
 const [SIOCGIFFLAGS, SIOCGIFMTU, SIOCSIFMTU, SIOCGIFINDEX] = [0x8913, 0x8921, 0x8922, 0x8933];
 const [IFF_UP, IFF_TUN, IFF_PERSIST, IFF_NO_PI, IFF_VNET_HDR] = [0x1, 0x1, 0x0800, 0x1000, 0x4000];
-// TUNSETOFFLOAD with checksum offload and TSO for IPv4 and IPv6. ECN and UDP segmentation stay off: the
-// splitter does not handle them, and with them off the kernel never hands such packets over.
+// TUNSETOFFLOAD with checksum offload, TSO for IPv4 and IPv6, and USO (UDP_SEGMENT super-packets, Linux 6.2+)
+// where the kernel has it. TSO_ECN and UFO stay off: the splitter does not handle them, and with them off the
+// kernel never hands such packets over.
 const TUNSETOFFLOAD = 0x400454d0;
 const TUN_F_CSUM_TSO = 0x1 | 0x2 | 0x4;
+const TUN_F_USO4_USO6 = 0x20 | 0x40;
 const [AF_NETLINK, SOCK_RAW, RTM_DELLINK, NLM_F_REQUEST_ACK, NLMSG_ERROR] = [16, 3, 17, 0x1 | 0x4, 2];
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40; // struct ifreq on 64-bit Linux: name[16] + 24-byte union (flags/mtu/index at offset 16)
@@ -147,6 +151,7 @@ class NativeTun implements TunDevice, LinkProbe {
     name: string,
     readonly vnetHdr: boolean,
     ctl?: { fd: number; ns: number },
+    readonly uso = false,
   ) {
     this.ifname = name;
     this.ctl = ctl ?? libc.socketIn(null);
@@ -288,9 +293,8 @@ export function openTun(name: string, opts: { mtu?: number; offload?: boolean } 
     ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | (opts.offload ? IFF_VNET_HDR : 0), 16);
     const r = libc.ioctl(fd, TUNSETIFF, ifr);
     if (r < 0) throw setIffError(name, -r, ctl.fd);
-    // A kernel that refuses the offloads still works with the header: it then sends plain packets only.
-    if (opts.offload) libc.ioctlValue(fd, TUNSETOFFLOAD, TUN_F_CSUM_TSO);
-    const dev = new NativeTun(fd, ifName(ifr), !!opts.offload, ctl); // the kernel writes back the real name
+    const uso = opts.offload ? setOffloads(fd) : false;
+    const dev = new NativeTun(fd, ifName(ifr), !!opts.offload, ctl, uso); // the kernel writes back the real name
     const m = dev.setMtu(mtu);
     if (m < 0) throw new WgError('EINVAL', `cannot set MTU ${mtu} on ${dev.name}: ${errnoText(m)}`, -m);
     return dev;
@@ -301,7 +305,22 @@ export function openTun(name: string, opts: { mtu?: number; offload?: boolean } 
   }
 }
 
-/** Wraps an inherited TUN fd (WG_TUN_FD), which may live in another namespace; TUNGETIFF gives its name. */
+/**
+ * Asks for checksum offload, TSO and USO on a TUN with IFF_VNET_HDR; true if USO is on. A kernel that refuses
+ * the offloads still works with the header: it then sends plain packets only. One without USO (before 6.2)
+ * refuses the whole set with EINVAL, so TSO alone is asked for next.
+ */
+function setOffloads(fd: number): boolean {
+  if (libc.ioctlValue(fd, TUNSETOFFLOAD, TUN_F_CSUM_TSO | TUN_F_USO4_USO6) >= 0) return true;
+  libc.ioctlValue(fd, TUNSETOFFLOAD, TUN_F_CSUM_TSO);
+  return false;
+}
+
+/**
+ * Wraps an inherited TUN fd (WG_TUN_FD), which may live in another namespace; TUNGETIFF gives its name. With
+ * IFF_VNET_HDR the offloads are asked for again (the same set openTun asks for), since TUNGETIFF does not say
+ * which are on.
+ */
 export function adoptTun(fd: number): TunDevice {
   const ifr = Buffer.alloc(IFREQ_SIZE);
   const r = libc.ioctl(fd, TUNGETIFF, ifr);
@@ -310,7 +329,8 @@ export function adoptTun(fd: number): TunDevice {
   if ((flags & (IFF_TUN | IFF_NO_PI)) !== (IFF_TUN | IFF_NO_PI)) {
     throw new WgError('EINVAL', `fd ${fd} is not an IFF_TUN|IFF_NO_PI device (flags 0x${flags.toString(16)})`, E.EINVAL);
   }
-  return new NativeTun(fd, ifName(ifr), (flags & IFF_VNET_HDR) !== 0);
+  const vnetHdr = (flags & IFF_VNET_HDR) !== 0;
+  return new NativeTun(fd, ifName(ifr), vnetHdr, undefined, vnetHdr && setOffloads(fd));
 }
 
 /**

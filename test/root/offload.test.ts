@@ -3,11 +3,16 @@
 // plain packets with the same traffic; and an offload side interoperates with a plain side. UDP: by default
 // datagrams leave in GSO runs (seen on the veth as frames far above its MTU) and arrive through UDP_GRO;
 // WGTS_UDP_OFFLOAD=0 sends one datagram per frame with the same traffic; each falls back alone. Streams of
-// seeded random bytes arrive byte-exact both ways, wgts to wgts and wgts to wireguard-go.
+// seeded random bytes arrive byte-exact both ways, wgts to wgts and wgts to wireguard-go. UDP_SEGMENT senders'
+// super-packets (USO, where the kernel has it) arrive as the datagrams they were.
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { release } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { requireRoot, Topology, type Host } from '../harness/netns.js';
+
+const USOSEND = fileURLToPath(new URL('../helpers/usosend.js', import.meta.url));
 
 const STEP = { timeout: 60_000 };
 
@@ -53,6 +58,39 @@ async function transfer(t: Topology, from: Host, to: Host, v6: boolean): Promise
   assert.equal(srv.code, 0, `server: ${srv.stderr}`);
   return { sent: client.stdout.trim(), got: srv.stdout.trim().split('\n').pop()! };
 }
+
+/**
+ * UDP_SEGMENT senders in `from` (IPv4, then IPv6) each give 30 sends of 10 datagrams of 1200 bytes; `to`
+ * must receive every datagram separately, with its own content (datagram k starts with k and is filled
+ * with k): with USO the TUN hands the daemon each send as one super-packet, which it splits.
+ */
+async function usoTraffic(t: Topology, from: Host, to: Host): Promise<void> {
+  for (const addr of [to.tunnel4, to.tunnel6]) {
+    const recv = t.exec(to, ['node', '-e', `
+      const s = require('dgram').createSocket('${addr.includes(':') ? 'udp6' : 'udp4'}');
+      const seen = new Set(); let bad = 0, timer;
+      const done = () => { console.log(JSON.stringify({ got: seen.size, bad })); s.close(); };
+      s.on('message', (m) => {
+        const k = m.readUInt32BE(0);
+        if (m.length !== 1200 || k >= 300 || m.subarray(4).some((x) => x !== (k & 255))) bad++; else seen.add(k);
+        clearTimeout(timer); timer = setTimeout(done, 1500);
+      });
+      s.bind(5398, '${addr}', () => { console.log('ready'); timer = setTimeout(done, 15000); });`], { timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 700));
+    const send = await t.exec(from, ['node', USOSEND, addr, '5398', '30', '10', '1200'], { timeoutMs: 20_000 });
+    assert.equal(send.code, 0, `usosend: ${send.stderr}`);
+    assert.deepEqual(JSON.parse(send.stdout), { sent: 300 });
+    const r = await recv;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { got: 300, bad: 0 }, `${from.name} -> ${addr}`);
+  }
+}
+
+/** USO on the TUN (TUN_F_USO4/USO6) came with Linux 6.2. */
+const kernelHasUso = ((): boolean => {
+  const [major, minor] = release().split('.').map(Number);
+  return major > 6 || (major === 6 && minor >= 2);
+})();
 
 async function exact(t: Topology): Promise<void> {
   for (const [from, to] of [[t.a, t.b], [t.b, t.a]] as const) {
@@ -138,6 +176,18 @@ describe('TUN offload', () => {
       assert.equal(await vnetHdr(t, t.b), 'on');
       await traffic(t);
       await exact(t);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('USO where the kernel has it: UDP_SEGMENT super-packets are split into the same datagrams, both ways', STEP, async () => {
+    requireRoot();
+    const t = await Topology.create({ impls: ['wgts', 'wgts'] });
+    try {
+      for (const h of [t.a, t.b]) assert.match(t.log(h), kernelHasUso ? /TUN offload TSO\+USO/ : /TUN offload TSO,/);
+      await usoTraffic(t, t.a, t.b);
+      await usoTraffic(t, t.b, t.a);
     } finally {
       await t.close();
     }

@@ -14,6 +14,7 @@ import {
   VNET_HDR_GSO_TCPV4,
   VNET_HDR_GSO_TCPV6,
   VNET_HDR_GSO_UDP,
+  VNET_HDR_GSO_UDP_L4,
   VNET_HDR_LEN,
   completeChecksum,
   parseVnetHdr,
@@ -224,7 +225,9 @@ test('vnet header: write/parse round trip, little-endian, invalid rejected', () 
   const bad = (f: number, g: number): VnetHdr | null => parseVnetHdr(Uint8Array.from([f, g, 0, 0, 0, 0, 0, 0, 0, 0]), 0);
   assert.equal(bad(4, 0), null);
   assert.equal(bad(0, 2), null);
-  assert.equal(bad(0, 5), null);
+  assert.notEqual(bad(VNET_HDR_F_NEEDS_CSUM, VNET_HDR_GSO_UDP_L4), null); // USO
+  assert.equal(bad(0, VNET_HDR_GSO_UDP_L4 | VNET_HDR_GSO_ECN), null); // ECN is TCP's
+  assert.equal(bad(0, 6), null);
   assert.equal(bad(0, VNET_HDR_GSO_NONE | VNET_HDR_GSO_ECN), null);
   assert.notEqual(bad(VNET_HDR_F_DATA_VALID, VNET_HDR_GSO_UDP), null);
   assert.notEqual(bad(0, 0), null);
@@ -340,6 +343,103 @@ test('tsoSplit rejects malformed input', () => {
   assert.equal(run(v6ext, tsoHdr(v6, 50)), -1);
   assert.equal(run(v6, tsoHdr(v6, 50)), 2);
   assert.equal(tsoSplit(good, 10, good.length, h, slots(8), 0, new Int32Array(8)), -1); // beyond src
+});
+
+// ---- USO split (UDP_SEGMENT super-packets) ----
+/** An IPv4 or IPv6 UDP packet from 4000 to 5000 whose checksum field holds the pseudo-header sum (USO style). */
+function buildUdp(o: { v6?: boolean; payload: number; id?: number }): Uint8Array {
+  const ipHl = o.v6 ? 40 : 20;
+  const pay = pattern(o.payload, 11);
+  const b = new Uint8Array(ipHl + 8 + pay.length);
+  const dv = new DataView(b.buffer);
+  if (o.v6) {
+    b[0] = 0x60;
+    dv.setUint16(4, b.length - 40);
+    b[6] = 17;
+    b[7] = 64;
+    b.set([0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(11).fill(0), 1], 8);
+    b.set([0x20, 0x01, 0x0d, 0xb8, ...new Array<number>(11).fill(0), 2], 24);
+  } else {
+    b[0] = 0x45;
+    dv.setUint16(2, b.length);
+    dv.setUint16(4, o.id ?? 0x1234);
+    b[8] = 64;
+    b[9] = 17;
+    b.set([192, 0, 2, 1, 198, 51, 100, 9], 12);
+    dv.setUint16(10, (~refSum(b.subarray(0, 20))) & 0xffff);
+  }
+  dv.setUint16(ipHl, 4000);
+  dv.setUint16(ipHl + 2, 5000);
+  dv.setUint16(ipHl + 4, b.length - ipHl);
+  b.set(pay, ipHl + 8);
+  dv.setUint16(ipHl + 6, refSum(pseudoUdp(b)));
+  return b;
+}
+function pseudoUdp(pkt: Uint8Array): number[] {
+  const v4 = pkt[0] >> 4 === 4;
+  const l = pkt.length - ipHlOf(pkt);
+  const addrs = Array.from(v4 ? pkt.subarray(12, 20) : pkt.subarray(8, 40));
+  return v4 ? [...addrs, 0, 17, l >> 8, l & 255] : [...addrs, 0, 0, l >> 8, l & 255, 0, 0, 0, 17];
+}
+const usoHdr = (pkt: Uint8Array, gsoSize: number): VnetHdr => ({
+  flags: VNET_HDR_F_NEEDS_CSUM, gsoType: VNET_HDR_GSO_UDP_L4, hdrLen: ipHlOf(pkt) + 8, gsoSize, csumStart: ipHlOf(pkt), csumOffset: 6,
+});
+/** Every datagram a valid packet of its own (lengths, IDs, checksums, ports) and the payloads in order. */
+function checkUdpSplit(orig: Uint8Array, segs: Uint8Array[], gso: number): void {
+  const ipHl = ipHlOf(orig);
+  const v4 = ipHl === 20;
+  assert.equal(segs.length, Math.ceil((orig.length - ipHl - 8) / gso));
+  const joined: number[] = [];
+  segs.forEach((seg, i) => {
+    if (v4) {
+      assert.ok(ipv4Ok(seg), `segment ${i}: IPv4 header checksum`);
+      assert.equal(u16(seg, 2), seg.length);
+      assert.equal(u16(seg, 4), (u16(orig, 4) + i) & 0xffff);
+    } else {
+      assert.equal(u16(seg, 4), seg.length - 40);
+    }
+    assert.deepEqual(seg.subarray(ipHl, ipHl + 4), orig.subarray(ipHl, ipHl + 4), 'ports');
+    assert.equal(u16(seg, ipHl + 4), seg.length - ipHl, `segment ${i}: UDP length`);
+    assert.notEqual(u16(seg, ipHl + 6), 0, 'a UDP checksum is present');
+    assert.equal(refSum([...pseudoUdp(seg), ...seg.subarray(ipHl)]), 0xffff, `segment ${i}: UDP checksum`);
+    assert.ok(seg.length - ipHl - 8 <= gso);
+    joined.push(...seg.subarray(ipHl + 8));
+  });
+  assert.deepEqual(Uint8Array.from(joined), orig.subarray(ipHl + 8));
+}
+
+test('USO: UDP super-packets split into datagrams, IPv4 with an uneven tail and IPv6, in both layouts', () => {
+  for (const { pkt, gso } of [
+    { pkt: buildUdp({ payload: 3000, id: 0xfffe }), gso: 1200 },
+    { pkt: buildUdp({ v6: true, payload: 4 * 1180 }), gso: 1180 },
+    { pkt: buildUdp({ payload: 60000 }), gso: 1392 },
+  ]) {
+    const h = usoHdr(pkt, gso);
+    const out = slots(64, 2048);
+    const lens = new Int32Array(64);
+    const n = tsoSplit(pkt, 0, pkt.length, h, out, 16, lens);
+    const segs = Array.from({ length: n }, (_, i) => out[i].slice(16, 16 + lens[i]));
+    checkUdpSplit(pkt, segs, gso);
+    const { buf, at } = scatter(pkt, h.hdrLen, gso, 64);
+    const lens2 = new Int32Array(64);
+    assert.equal(tsoSplitScattered(buf, at, pkt.length, h, h.hdrLen, gso, lens2), n);
+    for (let i = 0; i < n; i++) assert.deepEqual(buf.slice(at[i], at[i] + lens2[i]), segs[i], `scattered segment ${i}`);
+  }
+});
+
+test('USO: malformed UDP super-packets are refused', () => {
+  const pkt = buildUdp({ payload: 3000 });
+  const h = usoHdr(pkt, 1200);
+  const run = (p: Uint8Array, hdr: VnetHdr = h, len = p.length): number => tsoSplit(p, 0, len, hdr, slots(8, 2048), 0, new Int32Array(8));
+  assert.equal(run(pkt), 3);
+  assert.equal(run(pkt, { ...h, csumOffset: 16 }), -1); // TCP's checksum offset
+  assert.equal(run(pkt, { ...h, gsoSize: 0 }), -1);
+  assert.equal(run(pkt, h, pkt.length - 1), -1); // IP length disagrees
+  assert.equal(run(build({ payload: 3000, partial: true }), { ...h, csumOffset: 16 }), -1); // TCP under a UDP type
+  const frag = pkt.slice();
+  frag[6] |= 0x20;
+  assert.equal(run(frag), -1);
+  assert.equal(run(buildUdp({ payload: 0 })), -1); // no payload
 });
 
 /** A super-packet as readv(2) scatters it into slots laid out for (hl, gso): see tsoSplitScattered. */
