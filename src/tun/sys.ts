@@ -1,8 +1,8 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
 // getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
-// read(2) and fcntl(2) for the TUN, shutdown(2) and close(2). Unlike libc.ts (ffi-rs, ~11 us per call here
-// and unusable off the main thread), koffi costs ~0.15 us per call and works in worker threads, which is what
-// batching the UDP path needs.
+// read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2) and close(2). Unlike libc.ts (ffi-rs,
+// ~11 us per call here and unusable off the main thread), koffi costs ~0.15 us per call and works in worker
+// threads, which is what batching the UDP path needs.
 // Every function returns the C result or -errno and never throws.
 
 import { createRequire } from 'node:module';
