@@ -54,6 +54,24 @@ test('retransmit fires after REKEY_TIMEOUT + jitter: never before 5000 ms, at mo
   assert.equal(seen.size, 334);
 });
 
+test('jitter draws come from a pool: one call into the random source per 64 jittered arms, whole 4-byte draws', () => {
+  let calls = 0;
+  const sizes = new Set<number>();
+  const counting: RandomSource = (out) => {
+    calls++;
+    sizes.add(out.length);
+    fixedJitter(200)(out);
+  };
+  const clock = new FakeClock();
+  const timers = new PeerTimers(clock, counting);
+  for (let i = 0; i < 640; i++) {
+    timers.handshakeInitiated();
+    assert.equal(timers.deadline('retransmitHandshake'), clock.now() + 5000 + 200);
+  }
+  assert.equal(calls, 10);
+  assert.deepEqual([...sizes], [256]);
+});
+
 test('gives up on the 20th expiry (attempts > 18): 19 retries, 20 initiations, then drop and zero', () => {
   const { clock, timers, t0 } = setup(0);
   timers.dataReceived(); // a pending passive keepalive that give-up must cancel
