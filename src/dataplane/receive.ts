@@ -10,6 +10,7 @@ import { Data, readU32 } from '../handshake/messages.js';
 import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
 import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
+import { SlotLists } from '../workers/batch.js';
 import { BATCH } from './send.js';
 
 /**
@@ -27,7 +28,8 @@ export class ReceivePath {
   private readonly freeSlots: number[] = [];
   private readonly targets: (DataTarget | undefined)[] = [];
   private readonly sources: (Endpoint | undefined)[] = [];
-  private pending = new Int32Array(BATCH);
+  private readonly lists = new SlotLists(BATCH);
+  private pending = this.lists.take();
   private pendingCount = 0;
   private pendingPeers: Peer[] = [];
   private readonly handshakes: { msg: Uint8Array; from: Endpoint }[] = [];
@@ -118,8 +120,8 @@ export class ReceivePath {
     }
     if (!this.pendingPeers.includes(target.peer)) this.pendingPeers.push(target.peer);
     this.pending[this.pendingCount++] = s;
+    // The rest of a partial batch goes at the end of the burst (onBatchEnd), which every bind signals.
     if (this.pendingCount === BATCH) this.dispatch();
-    else this.scheduleFlush();
   }
 
   /** A datagram too large for a slot: the Device opens it itself, if nothing of its peer's is in flight. */
@@ -157,7 +159,7 @@ export class ReceivePath {
     const slots = this.pending;
     const count = this.pendingCount;
     const peers = this.pendingPeers;
-    this.pending = new Int32Array(BATCH);
+    this.pending = this.lists.take();
     this.pendingCount = 0;
     this.pendingPeers = [];
     this.pool.run({ op: 'open', slots, count, mtu: this.device.mtu }, (e) => {
@@ -165,6 +167,7 @@ export class ReceivePath {
         this.log(`crypto worker failed an open batch: ${e instanceof Error ? e.message : String(e)}`);
         for (let i = 0; i < count; i++) this.arena.set(slots[i], META_RESULT, -1);
       }
+      this.lists.give(slots);
       this.complete(seq, peers);
     });
   }

@@ -11,6 +11,7 @@ import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots
 import type { SpscQueue } from '../queues/spsc.js';
 import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
+import { SlotLists } from '../workers/batch.js';
 import { writeDataHeader } from './transport.js';
 import { hostUnreachable } from './icmp.js';
 import { ipPacketLength } from './ippacket.js';
@@ -39,6 +40,7 @@ export class SendPath {
   private parked = false;
   private stopped = false;
   private readonly sentSlots: Int32Array;
+  private readonly lists = new SlotLists(BATCH);
   private sentCount = 0;
 
   constructor(
@@ -114,7 +116,7 @@ export class SendPath {
   private collect(): void {
     const { device, arena } = this;
     const seq = this.board.open();
-    const slots = new Int32Array(BATCH);
+    const slots = this.lists.take();
     const shares: PeerShare[] = [];
     let count = 0;
     let lastPeer: Peer | undefined;
@@ -158,10 +160,15 @@ export class SendPath {
       slots[count++] = s;
     }
     if (count === 0) {
+      this.lists.give(slots);
       this.board.finish(seq);
       return;
     }
-    this.pool.run({ op: 'seal', slots, count, mtu: device.mtu }, (e) => (e ? this.fail(seq, shares, e) : this.complete(seq, shares)));
+    this.pool.run({ op: 'seal', slots, count, mtu: device.mtu }, (e) => {
+      this.lists.give(slots);
+      if (e) this.fail(seq, shares, e);
+      else this.complete(seq, shares);
+    });
   }
 
   private complete(seq: number, shares: PeerShare[]): void {

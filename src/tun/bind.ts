@@ -1,12 +1,12 @@
 // The UDP seam: an IPv4 socket and an IPv6-only socket on one port, as wireguard-go's StdNetBind opens them.
 // The sockets are made with libc (socket(7)/ipv6(7)) so SO_MARK, IPV6_V6ONLY and forced buffer sizes are set
 // before bind(2); reads are recvmmsg(2) into a ring (udpdrain.ts) and sends GSO sendmsg(2) (udpsend.ts).
-// MemoryBind is the in-memory twin for tests (wireguard-go's bindtest).
+// MemoryBind (bindtest.ts) is the in-memory twin for tests, as wireguard-go's bindtest is.
 
 import { Worker } from 'node:worker_threads';
 import { WgError } from '../errors.js';
 import type { Endpoint } from '../peer.js';
-import { formatIP, isV4Mapped } from '../ip.js';
+import { isV4Mapped } from '../ip.js';
 import * as libc from './libc.js'; // constants only here: the calls go through sys.ts
 import { E, errnoText } from './libc.js';
 import * as sys from './sys.js';
@@ -38,7 +38,8 @@ export interface Bind {
   flush(): void;
   /**
    * The single receive callback (a later call replaces it). `from.addr` is 4 bytes for IPv4 peers.
-   * `batchEnd` runs after each burst handed over, so the receiver can start on it at once.
+   * `batchEnd` runs after each burst handed over, so the receiver can start on it at once; every bind
+   * calls it, and the receive path relies on it to open a partial batch.
    */
   onReceive(cb: ReceiveFn, batchEnd?: () => void): void;
   /** Decides whether an endpoint's sticky source address may still be used (see udpsend.ts). */
@@ -131,7 +132,7 @@ function bindError(family: 4 | 6, port: number, errno: number): WgError {
   return new WgError(errnoText(errno).split(' ')[0], `cannot bind ${what}: ${errnoText(errno)}`, errno);
 }
 
-const checkMark = (mark: number): boolean => Number.isInteger(mark) && mark >= 0 && mark <= 0xffffffff;
+export const checkMark = (mark: number): boolean => Number.isInteger(mark) && mark >= 0 && mark <= 0xffffffff;
 
 /**
  * Binds UDP `port` on 0.0.0.0 and [::] (IPv6-only). Port 0 picks a port free on IPv4 and retries if IPv6
@@ -416,116 +417,3 @@ const v4Bytes = (word: number): Uint8Array =>
 
 const validEndpoint = (to: Endpoint): boolean =>
   (to.addr.length === 4 || to.addr.length === 16) && Number.isInteger(to.port) && to.port > 0 && to.port <= 65535;
-
-/** Datagrams queued on a MemoryNetwork, delivered in order on a later macrotask. */
-interface Flight {
-  from: Endpoint;
-  to: Endpoint;
-  data: Uint8Array;
-}
-
-const epKey = (ep: Endpoint): string => `${formatIP(unmapV4(ep.addr))}|${ep.port}`;
-
-/** Connects MemoryBinds by endpoint. `filter` may drop (false) or inspect every datagram. */
-export class MemoryNetwork {
-  filter: ((d: Flight) => boolean) | null = null;
-  /** Datagrams to an endpoint nobody has bound, or refused by the filter. */
-  dropped = 0;
-  private readonly binds = new Map<string, MemoryBind>();
-  private readonly queue: Flight[] = [];
-  private scheduled = false;
-  private nextPort = 40000;
-
-  bind(addr: Uint8Array, port = 0): MemoryBind {
-    const ep = { addr: Uint8Array.from(unmapV4(addr)), port: port || this.nextPort++ };
-    const key = epKey(ep);
-    if (this.binds.has(key)) throw new WgError('EADDRINUSE', `${key.replace('|', ' port ')} is already bound`, E.EADDRINUSE);
-    const b = new MemoryBind(this, ep);
-    this.binds.set(key, b);
-    return b;
-  }
-
-  /** @internal used by MemoryBind */
-  unbind(b: MemoryBind): void {
-    if (this.binds.get(epKey(b.endpoint)) === b) this.binds.delete(epKey(b.endpoint));
-  }
-
-  /** @internal used by MemoryBind */
-  post(d: Flight): void {
-    this.queue.push(d);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => this.flush());
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    // Only what is queued now: replies sent from callbacks go out on the next round, like a real network.
-    for (const d of this.queue.splice(0)) {
-      const dest = this.binds.get(epKey(d.to));
-      if (!dest || (this.filter && !this.filter(d))) {
-        this.dropped++;
-        continue;
-      }
-      dest.deliver(d.data, d.from);
-    }
-  }
-}
-
-export class MemoryBind implements Bind {
-  sendErrors = 0;
-  mark = 0;
-  private cb: ReceiveFn | null = null;
-  private closed = false;
-
-  constructor(
-    private readonly net: MemoryNetwork,
-    readonly endpoint: Endpoint,
-  ) {}
-
-  /** Two binds on one new network: 198.51.100.1 and 198.51.100.2, ports 51821 and 51822. */
-  static pair(): [MemoryBind, MemoryBind] {
-    const net = new MemoryNetwork();
-    return [net.bind(Uint8Array.of(198, 51, 100, 1), 51821), net.bind(Uint8Array.of(198, 51, 100, 2), 51822)];
-  }
-
-  get port(): number {
-    return this.endpoint.port;
-  }
-
-  send(data: Uint8Array, to: Endpoint): void {
-    const a = unmapV4(to.addr);
-    if (this.closed || (a.length !== 4 && a.length !== 16) || to.port <= 0 || to.port > 65535) {
-      this.sendErrors++;
-      return;
-    }
-    this.net.post({ from: this.endpoint, to: { addr: Uint8Array.from(a), port: to.port }, data: Uint8Array.from(data) });
-  }
-
-  queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void {
-    this.send(buf.subarray(off, off + len), to);
-  }
-
-  flush(): void {}
-
-  /** @internal called by MemoryNetwork */
-  deliver(data: Uint8Array, from: Endpoint): void {
-    if (this.closed || !this.cb) return;
-    this.cb(Buffer.from(data), 0, data.length, { addr: Uint8Array.from(from.addr), port: from.port });
-  }
-
-  onReceive(cb: ReceiveFn): void {
-    this.cb = cb;
-  }
-
-  setMark(mark: number): number {
-    if (!checkMark(mark)) return E.EINVAL;
-    this.mark = mark;
-    return 0;
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    this.net.unbind(this);
-  }
-}

@@ -30,3 +30,21 @@ export function cryptBatch(task: CryptTask, suite: CipherSuite, arena: SlotArena
   }
   return count;
 }
+
+/**
+ * Slot-number lists for tasks, reused: a batch's list is given back once its task completed. An Int32Array of
+ * a whole batch lives outside the JS heap, so a fresh one per task (per packet, for a lone ping) costs a
+ * malloc, a free and the collector's bookkeeping on every hop.
+ */
+export class SlotLists {
+  private readonly spare: Int32Array[] = [];
+  constructor(private readonly size: number) {}
+
+  take(): Int32Array {
+    return this.spare.pop() ?? new Int32Array(this.size);
+  }
+
+  give(list: Int32Array): void {
+    this.spare.push(list);
+  }
+}

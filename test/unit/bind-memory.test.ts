@@ -4,7 +4,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryBind, MemoryNetwork, type Bind } from '../../src/tun/bind.js';
+import type { Bind } from '../../src/tun/bind.js';
+import { MemoryBind, MemoryNetwork } from '../../src/tun/bindtest.js';
 import { MemoryTun, watchLink, type LinkEvent } from '../../src/tun/tun.js';
 import type { Endpoint } from '../../src/peer.js';
 
@@ -31,6 +32,22 @@ test('a MemoryBind pair delivers both ways with the sender as from-endpoint', as
   assert.deepEqual(atA, [{ data: 'pong', from: { addr: Uint8Array.of(198, 51, 100, 2), port: 51822 } }]);
   assert.equal(a.port, 51821);
   assert.equal(b.port, 51822);
+});
+
+test('a MemoryBind ends each delivery round with batchEnd, after the datagrams of that round, as a socket bind does', async () => {
+  const [a, b] = MemoryBind.pair();
+  const events: string[] = [];
+  b.onReceive((buf, off, len) => events.push(buf.toString('utf8', off, off + len)), () => events.push('end'));
+  a.send(Buffer.from('one'), b.endpoint);
+  a.send(Buffer.from('two'), b.endpoint);
+  assert.deepEqual(events, [], 'nothing is delivered synchronously');
+  await settle();
+  assert.deepEqual(events, ['one', 'two', 'end']);
+  a.send(Buffer.from('three'), b.endpoint);
+  await settle();
+  assert.deepEqual(events, ['one', 'two', 'end', 'three', 'end']);
+  await settle();
+  assert.deepEqual(events, ['one', 'two', 'end', 'three', 'end'], 'no round, no batchEnd');
 });
 
 test('MemoryBind copies data, keeps order and delivers asynchronously', async () => {
