@@ -52,6 +52,13 @@ interface Shape {
   flags: number;
 }
 
+/**
+ * The layout of the last split: header length and gso_size of a valid TCP or UDP super-packet, or gso 0 when
+ * the packet was no super-packet or was refused. The TUN reader learns its readv(2) layout from it, so the rule
+ * for header lengths lives here alone.
+ */
+export const lastSplit = { hl: 0, gso: 0 };
+
 /** One split runs at a time per thread, so one scratch shape serves them all without allocating. */
 const shape: Shape = { v4: false, tcp: true, ipHl: 0, hl: 0, gso: 0, payload: 0, n: 0, addrSum: 0, id: 0, seq: 0, flags: 0 };
 
@@ -163,6 +170,7 @@ export function tsoSplit(
   outOff: number,
   outLens: Int32Array,
 ): number {
+  lastSplit.gso = 0;
   if (srcOff < 0 || srcLen < 1 || srcOff + srcLen > src.length || outOff < 0) return -1;
   if ((hdr.gsoType & ~VNET_HDR_GSO_ECN) === VNET_HDR_GSO_NONE) {
     if (out.length < 1 || outLens.length < 1 || out[0].length < outOff + srcLen) return -1;
@@ -185,6 +193,8 @@ export function tsoSplit(
     dst.set(src.subarray(p, p + Math.min(gso, s.payload - i * gso)), outOff + hl);
     outLens[i] = finishSegment(dst, outOff, i, s);
   }
+  lastSplit.hl = hl;
+  lastSplit.gso = gso;
   return n;
 }
 
@@ -200,6 +210,7 @@ export function tsoSplit(
  */
 export function tsoSplitScattered(buf: Uint8Array, at: Int32Array, len: number, hdr: VnetHdr, hl: number, gso: number, outLens: Int32Array): number {
   const a0 = at[0];
+  lastSplit.gso = 0;
   if ((hdr.gsoType & ~VNET_HDR_GSO_ECN) === VNET_HDR_GSO_NONE) {
     if (len > hl + gso) return TSO_LAYOUT_MISMATCH;
     if ((hdr.flags & VNET_HDR_F_NEEDS_CSUM) !== 0 && !completeChecksum(buf, a0, len, hdr.csumStart, hdr.csumOffset)) return -1;
@@ -216,5 +227,7 @@ export function tsoSplitScattered(buf: Uint8Array, at: Int32Array, len: number, 
     outLens[i] = finishSegment(buf, at[i], i, s);
   }
   outLens[0] = finishSegment(buf, a0, 0, s);
+  lastSplit.hl = hl;
+  lastSplit.gso = gso;
   return s.n;
 }

@@ -16,8 +16,8 @@ import type { SpscQueue } from '../queues/spsc.js';
 import { E } from './libc.js'; // constants only
 import { addressOf, readAt, readvAt } from './sys.js';
 import { CMemory, IOVEC_SIZE } from './msghdr.js';
-import { GRO_MAX_PACKET, parseVnetHdr, VNET_HDR_GSO_ECN, VNET_HDR_GSO_NONE, VNET_HDR_GSO_TCPV4, VNET_HDR_GSO_TCPV6, VNET_HDR_GSO_UDP_L4, VNET_HDR_LEN, type VnetHdr } from '../dataplane/offload.js';
-import { TSO_LAYOUT_MISMATCH, tsoSplit, tsoSplitScattered } from '../dataplane/tso.js';
+import { GRO_MAX_PACKET, parseVnetHdr, VNET_HDR_GSO_NONE, VNET_HDR_LEN, type VnetHdr } from '../dataplane/offload.js';
+import { lastSplit, TSO_LAYOUT_MISMATCH, tsoSplit, tsoSplitScattered } from '../dataplane/tso.js';
 
 /** read() results besides a fatal -errno: the TUN is empty, the read budget ran out, or no slot is free. */
 export const EMPTY = 0;
@@ -161,24 +161,21 @@ export class TunIngest {
       }
       return false;
     }
-    this.learn(this.arena.bytes, at[0]);
+    this.learn();
     if (segs <= 0) return true; // malformed: the slots stay taken for the next read
     this.publish(segs);
     return true;
   }
 
-  /** Remembers a super-packet's layout for the next read, or forgets it after a run of plain packets. */
-  private learn(b: Uint8Array, off: number): void {
-    const base = this.hdr.gsoType & ~VNET_HDR_GSO_ECN;
-    if (base !== VNET_HDR_GSO_TCPV4 && base !== VNET_HDR_GSO_TCPV6 && base !== VNET_HDR_GSO_UDP_L4) {
+  /** Remembers the layout of the super-packet just split for the next read; forgets it after plain reads. */
+  private learn(): void {
+    const { hl, gso } = lastSplit;
+    if (gso === 0) {
       if (++this.plainReads >= LAYOUT_IDLE_READS) this.layoutGso = 0;
       return;
     }
     this.plainReads = 0;
-    const ipHl = b[off] >> 4 === 4 ? (b[off] & 0x0f) * 4 : 40;
-    const hl = ipHl + (base === VNET_HDR_GSO_UDP_L4 ? 8 : (b[off + ipHl + 12] >> 4) * 4);
-    const gso = this.hdr.gsoSize;
-    const fits = gso > 0 && hl + gso <= this.room && Math.ceil((GRO_MAX_PACKET - hl) / gso) <= MAX_SEGMENTS;
+    const fits = hl + gso <= this.room && Math.ceil((GRO_MAX_PACKET - hl) / gso) <= MAX_SEGMENTS;
     this.layoutHl = fits ? hl : 0;
     this.layoutGso = fits ? gso : 0;
   }
@@ -212,7 +209,7 @@ export class TunIngest {
     outs.length = want;
     for (let i = 0; i < want; i++) outs[i] = arena.slot(taken[i]).bytes;
     const segs = tsoSplit(stage, VNET_HDR_LEN, len, hdr, outs, DATA_HEADER_SIZE, this.outLens);
-    this.learn(stage, VNET_HDR_LEN);
+    this.learn();
     if (segs <= 0) return true; // malformed: the slots stay taken for the next read
     this.publish(segs);
     return true;

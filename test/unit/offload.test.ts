@@ -21,7 +21,7 @@ import {
   writeVnetHdr,
   type VnetHdr,
 } from '../../src/dataplane/offload.js';
-import { tsoSplit, tsoSplitScattered, TSO_LAYOUT_MISMATCH } from '../../src/dataplane/tso.js';
+import { lastSplit, tsoSplit, tsoSplitScattered, TSO_LAYOUT_MISMATCH } from '../../src/dataplane/tso.js';
 
 const FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10, URG = 0x20, CWR = 0x80;
 
@@ -465,6 +465,7 @@ test('tsoSplitScattered gives exactly what tsoSplit gives, copying only headers'
     const lens = new Int32Array(64);
     const n = tsoSplitScattered(buf, at, pkt.length, hdr, hdr.hdrLen, gso, lens);
     assert.equal(n, want.length);
+    assert.deepEqual(lastSplit, { hl: hdr.hdrLen, gso }, 'the layout the reader learns');
     for (let i = 0; i < n; i++) assert.deepEqual(buf.slice(at[i], at[i] + lens[i]), want[i], `segment ${i}`);
     checkSplit(pkt, want, gso);
     assert.ok(buf.subarray(at[0] - 16, at[0]).every((x) => x === 0x5a), 'headroom untouched');
@@ -478,6 +479,7 @@ test('tsoSplitScattered: a non-GSO packet in the first piece, layout mismatches 
   const lens = new Int32Array(4);
   assert.equal(tsoSplitScattered(buf, at, small.length, csum, 52, 1368, lens), 1);
   assert.equal(lens[0], small.length);
+  assert.equal(lastSplit.gso, 0, 'a plain packet teaches no layout');
   checkSplit(small, [buf.slice(at[0], at[0] + lens[0])], 1448); // checksum completed in place
   // Longer than the first piece: its tail sits in the next slot, so the caller must gather it.
   const big = build({ payload: 1500 });
@@ -499,6 +501,13 @@ test('tsoSplitScattered: a non-GSO packet in the first piece, layout mismatches 
   assert.equal(tsoSplitScattered(buf, at, pkt.length, { ...h, gsoType: VNET_HDR_GSO_UDP }, 52, 1368, lens), -1);
   assert.equal(tsoSplitScattered(buf, at.subarray(0, 2), pkt.length, h, 52, 1368, lens), -1);
   assert.deepEqual(buf, orig);
+  assert.equal(lastSplit.gso, 0, 'a refused packet teaches no layout');
+  // tsoSplit reports the same: a valid super-packet's layout, then nothing for a malformed one.
+  const outs = slots(8, 2048);
+  assert.equal(tsoSplit(pkt, 0, pkt.length, h, outs, 16, lens), 4);
+  assert.deepEqual(lastSplit, { hl: 52, gso: 1368 });
+  assert.equal(tsoSplit(pkt, 0, pkt.length - 1, h, outs, 16, lens), -1);
+  assert.equal(lastSplit.gso, 0);
 });
 
 test('tsoSplit gso NONE: completes a partial checksum in place, or copies unchanged', () => {
