@@ -114,7 +114,15 @@ export class Daemon implements UapiHost {
     };
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool, out,
       (pkt) => this.writeTun(pkt, 0, pkt.length), log.error, this.io === 'loop' ? this.feed : null);
-    this.receive = new ReceivePath(this.device, this.inbound, this.pool, this.writer, log.error);
+    // After the opened packets are written, whatever the stack answered at once goes out in the same turn.
+    const tunOut = {
+      write: (buf: Uint8Array, off: number, len: number) => this.writer.write(buf, off, len),
+      flush: () => {
+        this.writer.flush();
+        this.feed.pollNow();
+      },
+    };
+    this.receive = new ReceivePath(this.device, this.inbound, this.pool, tunOut, log.error);
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {

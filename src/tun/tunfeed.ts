@@ -12,7 +12,7 @@ import type { IoMode } from './bind.js';
 import type { TunDevice } from './tun.js';
 import type { SlotArena } from '../queues/slots.js';
 import type { SpscQueue } from '../queues/spsc.js';
-import { NO_SLOTS, TunIngest } from './ingest.js';
+import { BUDGET, NO_SLOTS, TunIngest } from './ingest.js';
 import { FdWatcher } from './uvpoll.js';
 import { setNonBlocking } from './sys.js';
 import { E } from './libc.js';
@@ -46,6 +46,8 @@ export class TunFeed {
   private lastLog = -Infinity;
   /** Hand-overs to the reader thread so far, for the log line. */
   private handovers = 0;
+  /** The control thread's read of the TUN (loop mode), for the readiness callback and pollNow(). */
+  private readable: (() => void) | null = null;
 
   constructor(
     private readonly tun: TunDevice,
@@ -65,16 +67,22 @@ export class TunFeed {
     const r = setNonBlocking(this.tun.fd);
     if (r < 0) throw new WgError('EIO', `cannot make the TUN non-blocking: errno ${-r}`, -r);
     const ingest = new TunIngest(this.tun.fd, this.tun.vnetHdr, this.arena, this.ready, this.free);
-    const readable = (): void => {
-      const res = ingest.read(READS_PER_TURN);
+    const readable = (this.readable = (): void => {
+      // The first read goes out before the rest are looked for: a lone packet (a ping, an ACK) leaves without
+      // waiting for the read that finds the queue empty.
+      let res = ingest.read(1);
       this.hooks.kick();
+      if (res === BUDGET) {
+        res = ingest.read(READS_PER_TURN - 1);
+        this.hooks.kick();
+      }
       if (res === NO_SLOTS) {
         // Every slot is in flight: stop reading (the TUN queue holds the rest) until the send path frees some.
         this.stalled = true;
         this.watcher?.stop();
       } else if (res < 0) this.fail(res);
       else this.measure(ingest.reads);
-    };
+    });
     this.watcher = new FdWatcher(this.tun.fd, readable, () => {
       // POLLERR: a read says why (-EBADFD once the interface is gone); anything else, carry on watching.
       const res = ingest.read(1);
@@ -91,6 +99,15 @@ export class TunFeed {
   /** True while the reader thread reads: the send path then sleeps on the ready queue between bursts. */
   get threadReads(): boolean {
     return Atomics.load(this.owner, 0) === OWNER_THREAD;
+  }
+
+  /**
+   * Reads the TUN now, if the control thread is the one reading it: called right after packets were written
+   * to the TUN, because the local stack often answers within that write (an ICMP echo reply, TCP ACKs), and
+   * reading the answer at once saves the event-loop turn that would otherwise find it (~10 us per hop idle).
+   */
+  pollNow(): void {
+    if (this.readable && this.watcher?.running) this.readable();
   }
 
   /** The send path returned slots. */
