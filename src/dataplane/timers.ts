@@ -97,8 +97,9 @@ export function shouldRekeyOnReceive(
 }
 
 // Largest multiple of the jitter range below 2^32: draws at or above it are rejected so the jitter is uniform.
-const JITTER_DRAWS = 64;
 const JITTER_LIMIT = Math.floor(2 ** 32 / REKEY_TIMEOUT_JITTER_MAX) * REKEY_TIMEOUT_JITTER_MAX;
+/** 4-byte jitter draws fetched from the random source per call. */
+const JITTER_DRAWS = 64;
 
 /** The per-peer timer state machine. */
 export class PeerTimers {
