@@ -115,6 +115,8 @@ export class Daemon implements UapiHost {
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool, out,
       (pkt) => this.writeTun(pkt, 0, pkt.length), log.error, this.io === 'loop' ? this.feed : null);
     // After the opened packets are written, whatever the stack answered at once goes out in the same turn.
+    // Only here, at the end of a receive batch: writeTun() below also serves the send path (ICMP unreachable
+    // from inside collect()), where reading the TUN would re-enter the send path mid-batch.
     const tunOut = {
       write: (buf: Uint8Array, off: number, len: number) => this.writer.write(buf, off, len),
       flush: () => {
