@@ -21,6 +21,18 @@ function initiationFromA() {
   return { net, ...p, init };
 }
 
+test('tick() runs a timer at its deadline to the millisecond, and not a millisecond before', () => {
+  const { net, a } = initiationFromA(); // b never answers: a's retransmit timer is armed
+  const due = a.device.nextDeadline();
+  assert.ok(due !== undefined && due > net.clock.now());
+  net.clock.ms = due - 1;
+  a.device.tick();
+  assert.equal(net.queue.length, 0, 'nothing went out 1 ms early');
+  net.clock.ms = due;
+  a.device.tick();
+  assert.deepEqual(net.queue.map(typeOf), [1], 'the initiation is retransmitted at the deadline');
+});
+
 test('under load: no valid mac2 gets a cookie reply; the cookie then makes mac2 valid', () => {
   const { net, a, b, pa, pb, init } = initiationFromA();
   assert.equal(b.device.receive(init.data, a.endpoint, UNDER_LOAD), 'need-cookie');
