@@ -88,6 +88,8 @@ export class Device {
     internal: (e) => this.internal(e),
   };
   private readonly hooks: KeypairHooks | undefined;
+  private timerArmed: ((deadline: number) => void) | null = null;
+  private readonly armed = (deadline: number): void => this.timerArmed?.(deadline);
 
   constructor(opts: DeviceOptions) {
     this.io = opts.io;
@@ -152,6 +154,7 @@ export class Device {
     if (this.peers.size >= MAX_PEERS_PER_DEVICE) throw new WgError('too-many-peers', 'too many peers', Errno.EINVAL);
     const peer = new Peer(Uint8Array.from(publicKey), this.ctx.suite, this.ctx.clock, this.ctx.random, this.local, this.timerScale);
     this.peers.set(keyToHex(publicKey), peer);
+    peer.timers.onArm = this.armed;
     if (!this.isUp) peer.timers.stop();
     return peer;
   }
@@ -477,7 +480,8 @@ export class Device {
 
   /** Runs every peer's due timers. The caller arms one real timer at nextDeadline(). */
   tick(): void {
-    // Nearly every tick finds nothing due: looking costs no allocation, polling builds each peer's action list.
+    // A real timer can fire a little early, or for a deadline since cancelled: then looking finds nothing due,
+    // and looking allocates nothing where polling builds each peer's action list.
     const due = earliestDeadline(this.peers.values());
     if (due === undefined || due > this.ctx.clock.now()) return;
     runDueTimers(this.peers.values(), this.timerHost);
@@ -485,6 +489,13 @@ export class Device {
 
   nextDeadline(): number | undefined {
     return earliestDeadline(this.peers.values());
+  }
+
+  /** `cb(deadline)` whenever any peer arms a timer, and at once for the earliest already armed. */
+  onTimerArmed(cb: (deadline: number) => void): void {
+    this.timerArmed = cb;
+    const next = this.nextDeadline();
+    if (next !== undefined) cb(next);
   }
 
   // ---- helpers -----------------------------------------------------------------------------------------

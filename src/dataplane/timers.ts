@@ -128,6 +128,12 @@ export class PeerTimers {
   private readonly jitterPool = new Uint8Array(JITTER_DRAWS * 4);
   private jitterAt = JITTER_DRAWS * 4;
 
+  /**
+   * Told every deadline armed (clock ms), so the endpoint can keep one real timer at the earliest instead of
+   * waking to poll. Cancels are not reported: a real timer that finds nothing due just re-arms.
+   */
+  onArm: ((deadline: number) => void) | null = null;
+
   constructor(
     private readonly clock: Clock,
     private readonly random: RandomSource,
@@ -368,7 +374,10 @@ export class PeerTimers {
   // ---- internals ----------------------------------------------------------------------------------------
 
   private arm(name: TimerName, delay: number): void {
-    if (this.running) this.deadlines[name] = this.clock.now() + delay;
+    if (!this.running) return;
+    const d = this.clock.now() + delay;
+    this.deadlines[name] = d;
+    this.onArm?.(d);
   }
 
   private cancel(name: TimerName): void {

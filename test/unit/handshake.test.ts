@@ -33,6 +33,18 @@ test('tick() runs a timer at its deadline to the millisecond, and not a millisec
   assert.deepEqual(net.queue.map(typeOf), [1], 'the initiation is retransmitted at the deadline');
 });
 
+test('onTimerArmed hears the earliest deadline already armed at once, then every peer arming one', () => {
+  const { net, a } = initiationFromA();
+  const heard: number[] = [];
+  a.device.onTimerArmed((d) => heard.push(d));
+  assert.deepEqual(heard, [a.device.nextDeadline()], 'the pending retransmit, straight away');
+  net.clock.ms = heard[0];
+  a.device.tick(); // the retransmit goes out and arms the next one
+  assert.equal(heard.length, 2);
+  assert.equal(heard[1], a.device.nextDeadline());
+  assert.ok(heard[1] > net.clock.now());
+});
+
 test('under load: no valid mac2 gets a cookie reply; the cookie then makes mac2 valid', () => {
   const { net, a, b, pa, pb, init } = initiationFromA();
   assert.equal(b.device.receive(init.data, a.endpoint, UNDER_LOAD), 'need-cookie');

@@ -407,3 +407,19 @@ test('poll returns every due action in deadline order and nextDeadline is the ea
   ]);
   assert.equal(timers.nextDeadline(), undefined);
 });
+
+test('onArm hears every armed deadline (the endpoint keeps one real timer at the earliest), nothing once stopped', () => {
+  const { clock, timers, t0 } = setup(100);
+  const heard: number[] = [];
+  timers.onArm = (d) => heard.push(d - t0);
+  timers.dataReceived(); // passive keepalive at 10 s
+  timers.handshakeInitiated(); // retransmit at 5 s + 100 ms jitter
+  assert.deepEqual(heard, [10_000, 5_100]);
+  assert.equal(timers.nextDeadline(), t0 + 5_100, 'the earliest heard is the next deadline');
+  clock.advance(5_100);
+  assert.deepEqual(kinds(timers.poll()), ['retransmit-initiation']);
+  timers.stop();
+  timers.handshakeInitiated();
+  timers.dataReceived();
+  assert.equal(heard.length, 2, 'a stopped peer (device down) arms nothing, so nothing is heard');
+});
