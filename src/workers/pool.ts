@@ -62,7 +62,10 @@ export class CryptPool {
   private offload: boolean;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private cpu = cpuTimes();
-  private readonly sampler: NodeJS.Timeout | undefined;
+  /** Armed by the first batch after an idle period and disarmed by a period without batches: idle, no wake-ups. */
+  private sampler: NodeJS.Timeout | undefined;
+  private batchesAtSample = 0;
+  private baseline = false;
   /** Batches run by workers and inline, and workers lost, for the benchmark and tests. */
   readonly stats = { pooled: 0, inline: 0, workersLost: 0 };
   private closing = false;
@@ -80,10 +83,6 @@ export class CryptPool {
     private readonly log: (level: 'error' | 'verbose', msg: string) => void = () => {},
   ) {
     this.offload = policy === 'pool';
-    if (policy === 'adaptive') {
-      this.sampler = setInterval(() => this.sample(), SAMPLE_MS);
-      this.sampler.unref();
-    }
     const workerData: CryptWorkerData = { outbound: outbound.shape, inbound: inbound.shape, keys: keys.sab, crash: crashHook() };
     this.pool = new Piscina({
       filename: new URL('./crypt.js', import.meta.url).href,
@@ -130,6 +129,7 @@ export class CryptPool {
    * Order between batches is the serial queues' business, not the pool's.
    */
   run(task: CryptTask, done: (err?: unknown) => void): void {
+    if (this.sampler === undefined && this.policy === 'adaptive' && !this.closing) this.startSampling();
     if (this.policy === 'inline' || this.degraded || !this.offload || (task.count <= INLINE_MAX && this.inflight === 0)) {
       this.stats.inline++;
       try {
@@ -153,8 +153,36 @@ export class CryptPool {
     );
   }
 
+  /** True while the adaptive policy samples the load (only while batches run). */
+  get sampling(): boolean {
+    return this.sampler !== undefined;
+  }
+
+  /** Called from a batch, so it reads nothing itself: the first period only takes the baseline. */
+  private startSampling(): void {
+    this.baseline = true;
+    this.sampler = setInterval(() => this.sample(), SAMPLE_MS);
+    this.sampler.unref();
+  }
+
   /** Hysteresis on the control thread's utilisation and the machine's idle CPU over the last period. */
   private sample(): void {
+    const batches = this.stats.inline + this.stats.pooled;
+    if (this.baseline) {
+      this.baseline = false;
+      this.elu = performance.eventLoopUtilization();
+      this.cpu = cpuTimes();
+      this.batchesAtSample = batches;
+      return;
+    }
+    if (batches === this.batchesAtSample) {
+      // A whole period without a batch: nothing to decide until traffic comes back, which starts afresh.
+      clearInterval(this.sampler);
+      this.sampler = undefined;
+      this.offload = false;
+      return;
+    }
+    this.batchesAtSample = batches;
     const now = performance.eventLoopUtilization();
     const u = performance.eventLoopUtilization(now, this.elu).utilization;
     this.elu = now;
