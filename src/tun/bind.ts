@@ -415,5 +415,5 @@ class UdpBind implements Bind {
 const v4Bytes = (word: number): Uint8Array =>
   Uint8Array.of(word & 0xff, (word >>> 8) & 0xff, (word >>> 16) & 0xff, word >>> 24);
 
-const validEndpoint = (to: Endpoint): boolean =>
+export const validEndpoint = (to: Endpoint): boolean =>
   (to.addr.length === 4 || to.addr.length === 16) && Number.isInteger(to.port) && to.port > 0 && to.port <= 65535;

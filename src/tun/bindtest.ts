@@ -6,7 +6,7 @@ import { WgError } from '../errors.js';
 import type { Endpoint } from '../peer.js';
 import { formatIP } from '../ip.js';
 import { E } from './libc.js';
-import { checkMark, unmapV4, type Bind, type ReceiveFn } from './bind.js';
+import { checkMark, unmapV4, validEndpoint, type Bind, type ReceiveFn } from './bind.js';
 
 /** Datagrams queued on a MemoryNetwork, delivered in order on a later macrotask. */
 interface Flight {
@@ -89,12 +89,11 @@ export class MemoryBind implements Bind {
   }
 
   send(data: Uint8Array, to: Endpoint): void {
-    const a = unmapV4(to.addr);
-    if (this.closed || (a.length !== 4 && a.length !== 16) || to.port <= 0 || to.port > 65535) {
+    if (this.closed || !validEndpoint(to)) {
       this.sendErrors++;
       return;
     }
-    this.net.post({ from: this.endpoint, to: { addr: Uint8Array.from(a), port: to.port }, data: Uint8Array.from(data) });
+    this.net.post({ from: this.endpoint, to: { addr: Uint8Array.from(unmapV4(to.addr)), port: to.port }, data: Uint8Array.from(data) });
   }
 
   queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void {

@@ -60,8 +60,9 @@ export class CryptPool {
   private readonly suite = defaultSuite();
   private inflight = 0;
   private offload: boolean;
+  /** Load baselines, both taken by the first sample after sampling starts (startSampling), not at start-up. */
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
-  private cpu = cpuTimes();
+  private cpu: ReturnType<typeof cpuTimes> = null;
   /** Armed by the first batch after an idle period and disarmed by a period without batches: idle, no wake-ups. */
   private sampler: NodeJS.Timeout | undefined;
   private batchesAtSample = 0;
