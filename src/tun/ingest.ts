@@ -170,14 +170,13 @@ export class TunIngest {
   /** Remembers the layout of the super-packet just split for the next read; forgets it after plain reads. */
   private learn(): void {
     const { hl, gso } = lastSplit;
-    if (gso === 0) {
-      if (++this.plainReads >= LAYOUT_IDLE_READS) this.layoutGso = 0;
-      return;
-    }
-    this.plainReads = 0;
-    const fits = hl + gso <= this.room && Math.ceil((GRO_MAX_PACKET - hl) / gso) <= MAX_SEGMENTS;
-    this.layoutHl = fits ? hl : 0;
-    this.layoutGso = fits ? gso : 0;
+    // The same stores whatever the read was: a path that a TCP stream never took would be a deoptimisation
+    // in wait for the first ping after it.
+    this.plainReads = gso === 0 ? this.plainReads + 1 : 0;
+    const fits = gso !== 0 && hl + gso <= this.room && Math.ceil((GRO_MAX_PACKET - hl) / gso) <= MAX_SEGMENTS;
+    const keep = gso === 0 && this.plainReads < LAYOUT_IDLE_READS;
+    this.layoutHl = keep ? this.layoutHl : fits ? hl : 0;
+    this.layoutGso = keep ? this.layoutGso : fits ? gso : 0;
   }
 
   /** The first `segs` taken slots hold packets: to the ready queue. */

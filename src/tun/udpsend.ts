@@ -87,7 +87,9 @@ export class GsoSender {
     this.m.put64(iov + 8, len);
     this.runCount++;
     this.runBytes += len;
-    if (len < this.runSeg) this.runClosed = true;
+    // A store made every time, not under an if that a bulk stream of full-size segments never enters: code that
+    // never ran is a deoptimisation waiting in the optimised code, and here it met the first ping after TCP.
+    this.runClosed = this.runClosed || len < this.runSeg;
   }
 
   /** Sends the current run. */

@@ -32,7 +32,8 @@ function load(): Uv {
   if (uv) return uv;
   const koffi = createRequire(import.meta.url)('koffi') as Koffi;
   const self = koffi.load(null as unknown as string); // the running node binary, where libuv lives
-  const proto = koffi.proto('void wgts_uv_poll_cb(void *handle, int status, int events)');
+  // uintptr_t, not void *: koffi hands a callback's pointer arguments to JS as BigInts, one allocation a call.
+  const proto = koffi.proto('void wgts_uv_poll_cb(uintptr_t handle, int status, int events)');
   uv = {
     koffi,
     loop: (self.func('void *uv_default_loop()') as () => unknown)(),
@@ -69,7 +70,7 @@ export class FdWatcher {
     this.handle = new Uint8Array(this.uv.handleSize);
     const r = this.uv.init(this.uv.loop, this.handle, fd);
     if (r < 0) throw new Error(`uv_poll_init(${fd}) failed: ${r}`);
-    this.cb = this.uv.koffi.register((_h: unknown, status: number) => {
+    this.cb = this.uv.koffi.register((_h: number, status: number) => {
       try {
         if (status < 0) {
           this.active = false;
