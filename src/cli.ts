@@ -10,6 +10,7 @@ import { runSelftests } from './selftest/index.js';
 import { VERSION } from './version.js';
 import { Logger, parseLogLevel } from './log.js';
 import { WgError } from './errors.js';
+import { otherThreads, SCHED_BATCH, setPolicy } from './threads.js';
 
 const USAGE = 'Usage: wgts [-f/--foreground] INTERFACE-NAME\n       wgts --version\n       wgts --selftest';
 
@@ -71,6 +72,9 @@ async function daemonize(ifname: string): Promise<number> {
 /** Foreground: run the interface until a signal, `ip link del`, or the socket file being deleted. */
 async function foreground(ifname: string): Promise<number> {
   const log = new Logger(ifname, parseLogLevel(process.env.LOG_LEVEL));
+  // Before the daemon starts its own threads: every other thread now is node's (see threads.ts).
+  const helpers = otherThreads();
+  const batched = setPolicy(helpers, SCHED_BATCH);
   const { openTun, adoptTun } = await import('./tun/tun.js');
   const { Daemon } = await import('./daemon.js');
   const tunFd = process.env.WG_TUN_FD;
@@ -107,7 +111,7 @@ async function foreground(ifname: string): Promise<number> {
     const msg = e instanceof WgError && e.code === 'uapi-in-use' ? `Failed to listen on uapi socket: ${e.message}` : `Failed to start: ${describe(e)}`;
     return fail(msg);
   }
-  log.verbose('Device started');
+  log.verbose(`Device started (${batched} of ${helpers.length} node helper threads SCHED_BATCH)`);
   const running = daemon;
   const exited = new Promise<number>((resolve) => running.onExit(() => resolve(0)));
   if (stopRequested) void running.stop(stopRequested);

@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive, findDaemon, Namespaces, requireRoot, run, socketPath, Topology, waitUntil, WGTS_BIN } from '../harness/netns.js';
@@ -125,6 +125,30 @@ describe('wgts command line and lifecycle', () => {
     assert.equal((await run(['ip', 'netns', 'exec', ns1, 'wg', 'show', name])).code, 0, 'and still answers');
     spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });
     await assertExits(pid, ns1, name, 'ip link del');
+  });
+
+  it("node's helper threads run SCHED_BATCH; the main thread and the daemon's own threads keep SCHED_OTHER", STEP, async () => {
+    const name = spaces.ifname();
+    const pid = await mustStart(ns1, name);
+    try {
+      const m = /Device started \((\d+) of (\d+) node helper threads SCHED_BATCH\)/.exec(readFileSync(LOG, 'utf8'));
+      assert.ok(m, 'the start-up line says how many helper threads were moved');
+      const [moved, seen] = [Number(m[1]), Number(m[2])];
+      assert.equal(moved, seen);
+      assert.ok(seen >= 4, `V8's platform workers at least: ${seen}`);
+      // sched(7) policy of every thread, from the kernel (stat field 41; the command name may hold spaces).
+      const policies = readdirSync(`/proc/${pid}/task`).map((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return { tid: Number(tid), policy: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]) };
+      });
+      assert.equal(policies.find((t) => t.tid === pid)?.policy, 0, 'the control thread is SCHED_OTHER');
+      assert.equal(policies.filter((t) => t.policy === 3).length, moved, 'exactly the helpers are SCHED_BATCH');
+      // The TUN reader thread and the crypto workers started after the helpers were moved.
+      assert.ok(policies.filter((t) => t.policy === 0 && t.tid !== pid).length >= 2, JSON.stringify(policies));
+    } finally {
+      spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });
+      await assertExits(pid, ns1, name, 'ip link del');
+    }
   });
 
   it('exits cleanly when its TUN is deleted (ip link del), and restarts with the same name', STEP, async () => {
