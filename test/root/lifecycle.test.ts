@@ -2,7 +2,8 @@
 // --version, setup failures (bad name, socket in use, not root), daemon mode returning only when ready,
 // clean exit on SIGTERM / SIGINT / `ip link del` / socket deletion, restart, a stale socket taken over after
 // SIGKILL (issue 5 item 7; the crashed crypto worker is worker-crash.test.ts), bad UAPI input, and the TUN
-// moved to another namespace. Each daemon runs in a namespace of its own; all are stopped by pid.
+// moved to another namespace; node's helper threads under SCHED_BATCH (src/threads.ts). Each daemon runs in a
+// namespace of its own; all are stopped by pid.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
