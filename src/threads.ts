@@ -9,22 +9,10 @@
 // there is work. Our own threads (crypto workers, readers) start later and keep SCHED_OTHER.
 
 import { readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type * as KoffiNs from 'koffi';
+import { setScheduler } from './tun/sys.js';
 
 export const SCHED_OTHER = 0;
 export const SCHED_BATCH = 3;
-
-type SetScheduler = (tid: number, policy: number, param: Int32Array) => number;
-let setScheduler: SetScheduler | null = null;
-
-function bind(): SetScheduler {
-  if (setScheduler) return setScheduler;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof KoffiNs;
-  const fn = koffi.load('libc.so.6').func('int sched_setscheduler(int, int, void *)') as (...a: unknown[]) => number;
-  setScheduler = (tid, policy, param) => fn(tid, policy, param);
-  return setScheduler;
-}
 
 /** The process's threads other than the main one, now (thread ids from /proc/self/task). */
 export function otherThreads(): number[] {
@@ -39,9 +27,8 @@ export function otherThreads(): number[] {
 
 /** Puts each thread under `policy` (priority 0); returns how many took it. A thread that has exited is skipped. */
 export function setPolicy(tids: readonly number[], policy: number): number {
-  const set = bind();
   const param = new Int32Array(1); // struct sched_param { int sched_priority; }
   let n = 0;
-  for (const tid of tids) if (set(tid, policy, param) === 0) n++;
+  for (const tid of tids) if (setScheduler(tid, policy, param) === 0) n++;
   return n;
 }

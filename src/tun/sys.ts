@@ -1,6 +1,7 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
 // getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
-// read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2) and close(2). Unlike libc.ts (ffi-rs,
+// read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2), close(2), and sched_setscheduler(2) for
+// node's helper threads (threads.ts). Unlike libc.ts (ffi-rs,
 // ~11 us per call here and unusable off the main thread), koffi costs ~0.15 us per call and works in worker
 // threads, which is what batching the UDP path needs.
 // Every function returns the C result or -errno and never throws.
@@ -39,6 +40,7 @@ interface Sys {
   fcntl: Fn;
   shutdown: Fn;
   close: Fn;
+  setScheduler: Fn;
 }
 
 let sys: Sys | null = null;
@@ -64,6 +66,7 @@ function load(): Sys {
     fcntl: lib.func('int fcntl(int, int, int)') as Fn,
     shutdown: lib.func('int shutdown(int, int)') as Fn,
     close: lib.func('int close(int)') as Fn,
+    setScheduler: lib.func('int sched_setscheduler(int, int, void *)') as Fn,
   };
   return sys;
 }
@@ -153,4 +156,10 @@ export function shutdown(fd: number, how: number): number {
 export function close(fd: number): number {
   const s = load();
   return check(s, s.close(fd));
+}
+
+/** sched_setscheduler(2) of one thread; `param` is struct sched_param (one int, the priority). 0 or -errno. */
+export function setScheduler(tid: number, policy: number, param: Int32Array): number {
+  const s = load();
+  return check(s, s.setScheduler(tid, policy, param));
 }

@@ -1,5 +1,5 @@
 // Process and namespace figures for the issue 5 load tests (items 3 and 6): CPU time and memory of a daemon
-// from /proc/PID/{stat,status}, and a namespace's UDP counters from /proc/net/snmp (read inside it, since
+// from /proc/PID/{stat,status}, a thread's scheduling policy (src/threads.ts), and a namespace's UDP counters from /proc/net/snmp (read inside it, since
 // that file is per network namespace).
 
 import { spawnSync } from 'node:child_process';
@@ -8,12 +8,22 @@ import type { Host, Topology } from '../harness/netns.js';
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
+/** The fields of a /proc stat file from field 3 (state) on: field n (1-based, as proc(5) numbers them) is [n - 3]. */
+function statFields(path: string): string[] {
+  const stat = readFileSync(path, 'utf8');
+  // After the command name, which may hold spaces.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** utime + stime of every thread of pid, in seconds. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  const f = statFields(`/proc/${pid}/stat`);
+  return (Number(f[14 - 3]) + Number(f[15 - 3])) / CLK_TCK;
+}
+
+/** sched(7) policy of thread tid of process pid ('self': this one): 0 SCHED_OTHER, 3 SCHED_BATCH, ... */
+export function threadPolicy(pid: number | 'self', tid: number): number {
+  return Number(statFields(`/proc/${pid}/task/${tid}/stat`)[41 - 3]);
 }
 
 export interface Memory {

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive, findDaemon, Namespaces, requireRoot, run, socketPath, Topology, waitUntil, WGTS_BIN } from '../harness/netns.js';
 import { uapi } from '../helpers/uapi-client.js';
+import { threadPolicy } from '../helpers/procstat.js';
 
 const STEP = { timeout: 30_000 };
 const EXIT_MS = 3000; // "each within ~3 s"
@@ -137,11 +138,7 @@ describe('wgts command line and lifecycle', () => {
       const [moved, seen] = [Number(m[1]), Number(m[2])];
       assert.equal(moved, seen);
       assert.ok(seen >= 4, `V8's platform workers at least: ${seen}`);
-      // sched(7) policy of every thread, from the kernel (stat field 41; the command name may hold spaces).
-      const policies = readdirSync(`/proc/${pid}/task`).map((tid) => {
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        return { tid: Number(tid), policy: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]) };
-      });
+      const policies = readdirSync(`/proc/${pid}/task`).map(Number).map((tid) => ({ tid, policy: threadPolicy(pid, tid) }));
       assert.equal(policies.find((t) => t.tid === pid)?.policy, 0, 'the control thread is SCHED_OTHER');
       assert.equal(policies.filter((t) => t.policy === 3).length, moved, 'exactly the helpers are SCHED_BATCH');
       // The TUN reader thread and the crypto workers started after the helpers were moved.

@@ -6,14 +6,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { otherThreads, SCHED_BATCH, SCHED_OTHER, setPolicy } from '../../src/threads.js';
+import { threadPolicy } from '../helpers/procstat.js';
 
-/** The scheduling policy of a thread of this process, as the kernel reports it. */
-function policyOf(tid: number): number {
-  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-  // Fields after the parenthesised command name, which may itself contain spaces: field 3 is at index 0.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[41 - 3]);
-}
+const policyOf = (tid: number): number => threadPolicy('self', tid);
 
 test('node has helper threads before any of ours start, and the main thread is not among them', () => {
   const helpers = otherThreads();
