@@ -3,14 +3,17 @@
 // (a fresh topology per configuration per round, order rotated each round, the wgts crypto-thread scaling
 // runs inside the same rounds), so machine noise hits all alike.
 // Per topology: iperf3 TCP 1 stream both ways, 4 streams, UDP flood, UDP packets per second at three payload
-// sizes (issue 4 item 4), ping RTT, daemon CPU seconds per GB, and the main-thread GC time of the wgts daemons
-// (issue 4 item 3) through the bench/gcprobe.ts preload.
+// sizes (issue 4 item 4), ping RTT and the memory a's daemon touches per ping (bench/footprint.ts), daemon CPU
+// seconds per GB, and the main-thread GC time of the wgts daemons (issue 4 item 3) through the bench/gcprobe.ts
+// preload.
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { Topology, type Impl, sleep } from '../test/harness/netns.js';
+import { footprintPerEvent } from './footprint.js';
 import { gcDelta, gcProbeEnv, readGc, snapshotGc, sumGc, type GcDelta, type GcTotals } from './gc.js';
 
 export interface TunnelBenchOptions {
@@ -42,6 +45,8 @@ export interface TopologySample {
   round: number;
   tests: Record<string, IperfSample>;
   rttMs: number | null;
+  /** KiB of memory a's daemon touched per ping, median (bench/footprint.ts); measured with the RTT. */
+  pingKiB?: number | null;
   /** The tunnel interface's MTU in a (the UDP payload sizes are chosen to fit 1420). */
   mtu?: number;
   /** How many wgts daemons the GC figures cover (0, 1 or 2). */
@@ -203,6 +208,25 @@ async function pingRtt(t: Topology): Promise<number | null> {
   return m ? Number(m[1]) : null;
 }
 
+/**
+ * Median KiB a's daemon touches per ping: the intervals between the replies of one `ping -i 0.1`, each holding
+ * one echo request and its reply (bench/footprint.ts).
+ */
+export async function pingFootprint(t: Topology, pid: number): Promise<number | null> {
+  const child = spawn('ip', ['netns', 'exec', t.a.ns, 'ping', '-n', '-i', '0.1', '-c', '15', '-W', '1', t.b.tunnel4], { stdio: ['ignore', 'pipe', 'ignore'] });
+  child.on('error', () => {}); // no ping or ip: stdout just ends, and the figure is null
+  const lines = createInterface({ input: child.stdout });
+  async function* replies(): AsyncGenerator<string> {
+    for await (const line of lines) if (line.includes(' bytes from ')) yield line;
+  }
+  try {
+    return await footprintPerEvent(pid, replies(), 9);
+  } finally {
+    lines.close();
+    child.kill();
+  }
+}
+
 /** Pings until the handshake is done (at most ~10 s). */
 async function handshake(t: Topology): Promise<boolean> {
   for (let i = 0; i < 10; i++) {
@@ -230,7 +254,10 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     await iperf(t, daemons, [], 1); // warm-up (JIT, TCP caches): not counted
     await sleep(300);
     // RTT on an idle tunnel, before the floods (their queues would still be draining).
-    if (!spec.singleOnly || spec.withRtt) sample.rttMs = await pingRtt(t);
+    if (!spec.singleOnly || spec.withRtt) {
+      sample.rttMs = await pingRtt(t);
+      sample.pingKiB = pids[0] === undefined ? null : await pingFootprint(t, pids[0]);
+    }
     for (const test of spec.singleOnly ? TESTS.slice(0, 1) : TESTS) {
       const s = await iperf(t, daemons, test.args, seconds, test.payload);
       sample.tests[test.key] = s;
@@ -256,7 +283,7 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
   const pps = (n: number) => (sample.tests[`udp${n}`]?.pps !== undefined ? (sample.tests[`udp${n}`].pps! / 1000).toFixed(0) : '-');
   const extra = spec.singleOnly
     ? ''
-    : ` b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms`;
+    : ` b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms, a touches ${sample.pingKiB ?? '-'} KiB/ping`;
   log(`  round ${round + 1} ${spec.name}: 1 stream a->b ${f('tcp1_ab')}${extra}${sample.problems.length ? ` [${sample.problems.join('; ')}]` : ''}`);
   return sample;
 }
@@ -307,6 +334,7 @@ const METRICS: Metric[] = [
   { key: 'udp_ab_mbps', label: 'UDP -b 0 -l 1372 delivered (Mbit/s)', better: 'higher', digits: 0, get: mbps('udp_ab') },
   { key: 'udp_loss_pct', label: 'UDP -b 0 loss (%)', better: 'lower', digits: 1, get: (s) => s.tests.udp_ab?.lossPercent ?? NaN },
   { key: 'rtt_ms', label: 'ping RTT avg, -c 50 -i 0.02 (ms)', better: 'lower', digits: 3, get: (s) => s.rttMs ?? NaN },
+  { key: 'ping_kib', label: "  memory a's daemon touches per ping (KiB)", better: 'lower', digits: 0, get: (s) => s.pingKiB ?? NaN },
   ...PPS_SIZES.flatMap((n): Metric[] => [
     { key: `udp${n}_pps`, label: `UDP -b 0 -l ${n} delivered (packets/s)`, better: 'higher', digits: 0, get: (s) => s.tests[`udp${n}`]?.pps ?? NaN },
     { key: `udp${n}_loss_pct`, label: `  loss at -l ${n} (%)`, better: 'lower', digits: 1, get: (s) => s.tests[`udp${n}`]?.lossPercent ?? NaN },
@@ -371,6 +399,7 @@ export function formatTunnelTable(res: TunnelBenchResult): string {
   for (const spec of IO_MODES) {
     row(`TCP 1 stream a->b, WGTS_IO=${spec.env?.WGTS_IO} (Mbit/s)`, metric('tcp1_ab_mbps'), spec.name, null);
     row(`  ping RTT, WGTS_IO=${spec.env?.WGTS_IO} (ms)`, metric('rtt_ms'), spec.name, null);
+    row(`  memory a's daemon touches per ping, WGTS_IO=${spec.env?.WGTS_IO} (KiB)`, metric('ping_kib'), spec.name, null);
     row(`  CPU per GB, WGTS_IO=${spec.env?.WGTS_IO} (CPU s/GB)`, metric('cpu_s_per_gb'), spec.name, null);
   }
   const head = ['metric', 'better', 'wgts<->wgts', 'wg-go<->wg-go', 'wgts<->wg-go', 'wgts/wg-go', 'per-round'];
@@ -386,6 +415,8 @@ export function formatTunnelTable(res: TunnelBenchResult): string {
     'CPU: utime+stime of both daemon processes (all threads) during the TCP runs. Scaling rows compare with wg-go<->wg-go.',
     `UDP packets/s: datagrams the iperf3 server received per second (iperf3 -u -b 0, one sender); ${PPS_SIZES[PPS_SIZES.length - 1]} B is the`,
     `  largest IPv4 payload in the ${TUNNEL_MTU} MTU tunnel (1420 B would fragment). Loss: sent but not received.`,
+    "Memory per ping: KiB of a's daemon's pages referenced between two replies of ping -i 0.1 (clear_refs, then smaps;",
+    '  median of 9): both its hops. On this VM each cold page costs a page walk: this is what sets the idle RTT.',
     'GC: main-thread garbage collection of the wgts daemons (bench/gcprobe.ts, PerformanceObserver), crypto workers',
     '  not included; wireguard-go has no figure. wgts<->wg-go counts only its wgts side (a).',
   ].join('\n');

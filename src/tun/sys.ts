@@ -1,7 +1,8 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
 // getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
-// read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2), close(2), and sched_setscheduler(2) for
-// node's helper threads (threads.ts). Unlike libc.ts (ffi-rs,
+// read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2), close(2), sched_setscheduler(2) for
+// node's helper threads (threads.ts), and sched_getaffinity(2)/sched_setaffinity(2) for the bench's footprint
+// probe (bench/footprint.ts). Unlike libc.ts (ffi-rs,
 // ~11 us per call here and unusable off the main thread), koffi costs ~0.15 us per call and works in worker
 // threads, which is what batching the UDP path needs.
 // Every function returns the C result or -errno and never throws.
@@ -41,6 +42,8 @@ interface Sys {
   shutdown: Fn;
   close: Fn;
   setScheduler: Fn;
+  getAffinity: Fn;
+  setAffinity: Fn;
 }
 
 let sys: Sys | null = null;
@@ -67,6 +70,8 @@ function load(): Sys {
     shutdown: lib.func('int shutdown(int, int)') as Fn,
     close: lib.func('int close(int)') as Fn,
     setScheduler: lib.func('int sched_setscheduler(int, int, void *)') as Fn,
+    getAffinity: lib.func('int sched_getaffinity(int, uint64_t, void *)') as Fn,
+    setAffinity: lib.func('int sched_setaffinity(int, uint64_t, void *)') as Fn,
   };
   return sys;
 }
@@ -162,4 +167,16 @@ export function close(fd: number): number {
 export function setScheduler(tid: number, policy: number, param: Int32Array): number {
   const s = load();
   return check(s, s.setScheduler(tid, policy, param));
+}
+
+/** sched_getaffinity(2) of one thread (0: the caller) into `mask` (a cpu_set_t). Bytes written or -errno. */
+export function getAffinity(tid: number, mask: Uint8Array): number {
+  const s = load();
+  return check(s, s.getAffinity(tid, mask.byteLength, mask));
+}
+
+/** sched_setaffinity(2) of one thread (0: the caller); it runs on an allowed CPU when this returns. 0 or -errno. */
+export function setAffinity(tid: number, mask: Uint8Array): number {
+  const s = load();
+  return check(s, s.setAffinity(tid, mask.byteLength, mask));
 }
