@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { getAffinity, setAffinity } from '../src/tun/sys.js';
+import { median } from './stats.js';
 
 /**
  * Clears pid's referenced bits (every mapping); false if that is not allowed or pid is gone. pid must be
@@ -89,7 +90,5 @@ export async function footprintPerEvent(pid: number, events: AsyncIterable<unkno
     if (!clearRefs(pid)) return null;
     armed = true;
   }
-  if (!samples.length) return null;
-  samples.sort((a, b) => a - b);
-  return samples[samples.length >> 1];
+  return median(samples);
 }

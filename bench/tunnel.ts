@@ -14,6 +14,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Topology, type Impl, sleep } from '../test/harness/netns.js';
 import { footprintPerEvent } from './footprint.js';
+import { median } from './stats.js';
 import { gcDelta, gcProbeEnv, readGc, snapshotGc, sumGc, type GcDelta, type GcTotals } from './gc.js';
 
 export interface TunnelBenchOptions {
@@ -286,13 +287,6 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     : ` b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms, a touches ${sample.pingKiB ?? '-'} KiB/ping`;
   log(`  round ${round + 1} ${spec.name}: 1 stream a->b ${f('tcp1_ab')}${extra}${sample.problems.length ? ` [${sample.problems.join('; ')}]` : ''}`);
   return sample;
-}
-
-export function median(xs: number[]): number | null {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (!v.length) return null;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 /** CPU seconds per GB (1e9 bytes) over the TCP runs of one topology. */
