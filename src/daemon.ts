@@ -16,6 +16,7 @@ import { KeyTable } from './workers/keytable.js';
 import { openBindSync, type Bind, type IoMode } from './tun/bind.js';
 import { TunFeed } from './tun/tunfeed.js';
 import { watchLink, type LinkEvent, type TunDevice } from './tun/tun.js';
+import { NetWatch } from './tun/netwatch.js';
 import { LoopGuard } from './tun/route.js';
 import { TunWriter } from './tun/writer.js';
 import type { Endpoint } from './peer.js';
@@ -61,6 +62,9 @@ export class Daemon implements UapiHost {
   private timerAt = Infinity;
   private timerStopped = false;
   private unwatch: (() => void) | undefined;
+  /** rtnetlink change notifications of the daemon's namespace (null: unavailable, and the watchers poll). */
+  private net: NetWatch | null = null;
+  private unfollow: (() => void) | undefined;
   private mark = 0;
   private readonly udpOffload: boolean;
   private readonly writer: TunWriter;
@@ -140,7 +144,10 @@ export class Daemon implements UapiHost {
     d.startReader();
     d.send.start();
     d.device.onTimerArmed(d.armTimer);
-    d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev));
+    d.net = NetWatch.open();
+    if (d.net) d.unfollow = d.loopGuard.follow(d.net);
+    else opts.log.verbose('No rtnetlink notifications here: polling the link and re-checking routes every second');
+    d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev), { changes: d.net });
     opts.log.verbose('UAPI listener started');
     opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN offload ${opts.tun.vnetHdr ? (opts.tun.uso ? 'TSO+USO' : 'TSO') : 'off'}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
     return d;
@@ -199,7 +206,10 @@ export class Daemon implements UapiHost {
 
   setFwmark(mark: number): number {
     const err = this.bind.setMark(mark);
-    if (err === 0) this.mark = mark;
+    if (err === 0 && mark !== this.mark) {
+      this.mark = mark;
+      this.loopGuard.forget(); // routes are looked up with the mark, and policy rules may select on it
+    }
     return err;
   }
 
@@ -215,6 +225,8 @@ export class Daemon implements UapiHost {
       this.timerStopped = true;
       if (this.timer) clearTimeout(this.timer);
       this.unwatch?.();
+      this.unfollow?.();
+      this.net?.close();
       this.send.stop();
       await this.uapi?.close();
       await this.bind?.close();

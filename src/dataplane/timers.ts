@@ -243,9 +243,18 @@ export class PeerTimers {
     this.running = false;
   }
 
-  /** Lets events arm timers again (device up). Nothing is re-armed by itself: traffic does that. */
+  /**
+   * Lets events arm timers again (device up). Nothing is re-armed by itself: traffic does that. The handshake
+   * state starts over as wireguard-go's peer start does: the sessions were forgotten at down, so the first
+   * packet after up must be able to start a handshake at once, even within REKEY_TIMEOUT of the last one
+   * (otherwise it waits, staged, for a later packet, since no retransmit timer is left to send one).
+   */
   start(): void {
     this.running = true;
+    this.lastSentHandshake = undefined;
+    this.attempts = 0;
+    this.sentLastMinute = false;
+    this.needAnotherKeepalive = false;
   }
 
   // ---- expiry -------------------------------------------------------------------------------------------

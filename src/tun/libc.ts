@@ -20,6 +20,7 @@ export const E = {
   ENOTTY: 25,
   EBADFD: 77,
   ENOTSOCK: 88,
+  ENOBUFS: 105,
   EAFNOSUPPORT: 97,
 } as const;
 

@@ -1,10 +1,12 @@
 // Routing-loop avoidance (the kernel module's "Avoiding routing loop" in its socket send path): before UDP goes
 // to an endpoint, ask the kernel through rtnetlink(7) RTM_GETROUTE which interface the route leaves by, with our
 // fwmark. If that is our own TUN, sending would feed our packets back into ourselves, so the send is refused.
+// The answers are cached per endpoint until rtnetlink reports a change (netwatch.ts).
 
 import * as fs from 'node:fs';
 import * as libc from './libc.js';
 import type { Endpoint } from '../peer.js';
+import type { NetWatch } from './netwatch.js';
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -77,17 +79,39 @@ export function interfaceIndex(name: string): number {
   }
 }
 
-/** Re-asks the kernel at most this often per endpoint: routes change (wg-quick adds them after `wg addconf`). */
+/** Without change notifications, re-asks the kernel at most this often per endpoint: routes change (wg-quick adds them after `wg addconf`). */
 const RECHECK_MS = 1_000;
+/**
+ * With them (netwatch.ts) an answer stands until a link, address, route or rule changes. This bound is only
+ * for a change no group reports; checking costs a few system calls and happens on a send, never on a timer.
+ */
+const WATCHED_RECHECK_MS = 10_000;
 
-/** Per-endpoint answer to "does sending there loop into our own TUN?", cached briefly. */
+/** Per-endpoint answer to "does sending there loop into our own TUN?", cached until a change or briefly. */
 export class LoopGuard {
-  private readonly cache = new WeakMap<Endpoint, { at: number; loops: boolean; out: number }>();
+  private cache = new WeakMap<Endpoint, { at: number; loops: boolean; out: number }>();
+  private recheckMs = RECHECK_MS;
 
   constructor(
     private readonly tunName: () => string,
     private readonly mark: () => number,
   ) {}
+
+  /** From now on every change `watch` reports drops the answers, which are then kept longer. */
+  follow(watch: NetWatch): () => void {
+    this.recheckMs = WATCHED_RECHECK_MS;
+    this.forget();
+    const off = watch.onChange(() => this.forget());
+    return () => {
+      off();
+      this.recheckMs = RECHECK_MS;
+    };
+  }
+
+  /** Drops every answer (a change, or a new fwmark): the next send to each endpoint asks the kernel again. */
+  forget(): void {
+    this.cache = new WeakMap();
+  }
 
   loops(to: Endpoint, now = performance.now()): boolean {
     return this.lookup(to, now).loops;
@@ -103,7 +127,7 @@ export class LoopGuard {
 
   private lookup(to: Endpoint, now: number): { at: number; loops: boolean; out: number } {
     const hit = this.cache.get(to);
-    if (hit && now - hit.at < RECHECK_MS) return hit;
+    if (hit && now - hit.at < this.recheckMs) return hit;
     const tunIndex = interfaceIndex(this.tunName());
     const out = routeInterface(to.addr, this.mark());
     const entry = { at: now, loops: tunIndex > 0 && out === tunIndex, out };

@@ -9,6 +9,7 @@ import { DEFAULT_MTU } from '../constants.js';
 import * as libc from './libc.js';
 import { E, errnoText } from './libc.js';
 import { writevAt } from './sys.js';
+import { LINK, type NetWatch } from './netwatch.js';
 
 export interface TunDevice {
   readonly name: string;
@@ -34,10 +35,12 @@ export interface TunDevice {
 
 export type LinkEvent = { kind: 'mtu'; mtu: number } | { kind: 'up' } | { kind: 'down' } | { kind: 'deleted' };
 
-/** What watchLink polls; both device kinds here implement it. */
+/** What watchLink probes; both device kinds here implement it. */
 export type LinkState = { state: 'closed' } | { state: 'deleted' } | { state: 'present'; up: boolean | null; mtu: number | null };
 export interface LinkProbe {
   probeLink(): LinkState;
+  /** Whether the link was, at the last probe, in the network namespace of the calling thread. */
+  inOwnNamespace?(): boolean;
 }
 
 // <linux/if_tun.h>, <linux/sockios.h>, <linux/if.h>, <linux/rtnetlink.h>
@@ -204,6 +207,14 @@ class NativeTun implements TunDevice, LinkProbe {
     return { state: 'present', up, mtu: m < 0 ? null : ifr.readInt32LE(16) };
   }
 
+  inOwnNamespace(): boolean {
+    try {
+      return this.ctl.ns === libc.nsInode();
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * Deletes the interface (unless it is persistent), then closes the fd. Closing the last fd of a TUN deletes
    * it anyway, but a thread blocked in read() holds its own reference to the file: a plain close() would
@@ -334,15 +345,24 @@ export function adoptTun(fd: number): TunDevice {
 }
 
 /**
- * Polls the link every intervalMs (default 500) and reports changes. The first poll reports the current
- * up/down state and MTU. 'deleted' is final and stops the polling; so does closing the device.
+ * Reports the link's changes: its first probe reports the current up/down state and MTU. With `changes`, a
+ * watch on the calling thread's namespace, the link is probed when rtnetlink reports a link change there, and
+ * an idle daemon does not wake for it; while the TUN lives in another namespace (moved with `ip link set
+ * netns`), and without `changes`, it is probed every intervalMs (default 500). 'deleted' is final and stops
+ * the watch; so does closing the device.
  */
-export function watchLink(tun: TunDevice, cb: (ev: LinkEvent) => void, opts: { intervalMs?: number } = {}): () => void {
+export function watchLink(
+  tun: TunDevice,
+  cb: (ev: LinkEvent) => void,
+  opts: { intervalMs?: number; changes?: NetWatch | null } = {},
+): () => void {
   const probe = tun as Partial<LinkProbe>;
   if (typeof probe.probeLink !== 'function') throw new WgError('EINVAL', 'watchLink: this TunDevice cannot be probed', E.EINVAL);
+  const changes = opts.changes ?? null;
   let up: boolean | null = null;
   let mtu: number | null = null;
   let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
   const poll = (): void => {
     if (stopped) return;
     const s = probe.probeLink!();
@@ -359,15 +379,26 @@ export function watchLink(tun: TunDevice, cb: (ev: LinkEvent) => void, opts: { i
       mtu = s.mtu;
       cb({ kind: 'mtu', mtu });
     }
+    // Moved into or out of the watched namespace: the timer follows.
+    const timed = changes === null || probe.inOwnNamespace?.() !== true;
+    if (timed && !timer) {
+      timer = setInterval(poll, opts.intervalMs ?? 500);
+      // The daemon is kept alive by its sockets; a forgotten watcher must not keep a test process running.
+      timer.unref();
+    } else if (!timed && timer) {
+      clearInterval(timer);
+      timer = undefined;
+    }
   };
-  const timer = setInterval(poll, opts.intervalMs ?? 500);
+  const unlisten = changes?.onChange((bits) => {
+    if (bits & LINK) poll();
+  });
   const first = setImmediate(poll);
-  // The daemon is kept alive by its sockets; a forgotten watcher must not keep a test process running.
-  timer.unref();
   function stop(): void {
     stopped = true;
-    clearInterval(timer);
+    if (timer) clearInterval(timer);
     clearImmediate(first);
+    unlisten?.();
   }
   return stop;
 }

@@ -20,8 +20,10 @@ export interface UapiServerOptions {
   dir?: string;
   /** Adopt this already-listening socket (WG_UAPI_FD) instead of binding the path. */
   fd?: number;
-  /** How often the deletion watcher re-checks the socket file, in ms (default 1000). */
+  /** How often the deletion watcher re-checks the socket file when inotify cannot watch its folder, in ms (default 1000). */
   pollMs?: number;
+  /** Watch the folder with inotify (default true; tests turn it off to exercise the poll). */
+  inotify?: boolean;
 }
 
 export type UapiConnectionHandler = (socket: net.Socket) => void;
@@ -111,7 +113,7 @@ export class UapiServer {
   }
 
   /** @internal */
-  startWatch(pollMs: number): void {
+  startWatch(pollMs: number, inotify = true): void {
     this.identity = this.stat();
     const check = (): void => {
       if (this.deleted || this.closed || this.isOurs()) return;
@@ -119,18 +121,28 @@ export class UapiServer {
       this.stopWatch();
       for (const cb of this.deletedCbs.splice(0)) cb();
     };
-    const base = basename(this.path);
+    const startPoll = (): void => {
+      if (this.poll || this.closed || this.deleted) return;
+      this.poll = setInterval(check, pollMs);
+      this.poll.unref();
+    };
+    // inotify on the folder reports an unlink or a replacement at once, and an idle daemon never wakes for
+    // it (wireguard-go watches the same way). The poll is for folders inotify cannot watch.
     try {
-      // inotify on the folder reports the unlink at once; the poll covers filesystems where watching fails.
-      this.watcher = watch(dirname(this.path), { persistent: false }, (_ev, name) => {
-        if (!name || name === base) check();
-      });
-      this.watcher.on('error', () => this.watcher?.close());
+      if (inotify) {
+        // Any event: the folder itself may have been moved or deleted, which names no file in it.
+        this.watcher = watch(dirname(this.path), { persistent: false }, () => check());
+        this.watcher.on('error', () => {
+          this.watcher?.close();
+          this.watcher = undefined;
+          startPoll();
+          check();
+        });
+      }
     } catch {
       this.watcher = undefined;
     }
-    this.poll = setInterval(check, pollMs);
-    this.poll.unref();
+    if (!this.watcher) startPoll();
     check();
   }
 
@@ -216,7 +228,7 @@ export async function listenUapi(ifname: string, handler: UapiConnectionHandler,
     await fsp.chmod(path, 0o700);
   }
   const uapi = new UapiServer(path, server, sockets);
-  uapi.startWatch(opts.pollMs ?? 1000);
+  uapi.startWatch(opts.pollMs ?? 1000, opts.inotify ?? true);
   return uapi;
 }
 

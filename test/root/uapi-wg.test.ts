@@ -307,7 +307,7 @@ describe('UAPI socket with the real wg', () => {
     assert.equal(fired, 1);
 
     // The poll alone also sees it (a file replaced by another one with the same name counts as deleted).
-    const s2 = await listenUapi('e', serveUapi(new TestHost()), { dir, pollMs: 100 });
+    const s2 = await listenUapi('e', serveUapi(new TestHost()), { dir, pollMs: 100, inotify: false });
     let fired2 = false;
     s2.onDeleted(() => (fired2 = true));
     unlinkSync(join(dir, 'e.sock'));

@@ -266,3 +266,18 @@ test('the pure-JS fallback suite interoperates with sodium-native end to end', (
   net.run();
   assert.deepEqual(a.delivered.map((d) => d.packet), [back]);
 });
+
+test('interface down then up within REKEY_TIMEOUT of the last handshake: the next packet starts a handshake at once', () => {
+  const { net, a, b, pa } = established();
+  const delivered = b.delivered.length;
+  net.clock.advance(1000); // well inside REKEY_TIMEOUT (5 s) of the initiation above
+  a.device.down();
+  assert.equal(pa.keypairs.current, null, 'down forgets the session');
+  a.device.up();
+  const sent = a.sent.length;
+  assert.equal(a.device.sendPacket(ipv4('203.0.113.1', '203.0.113.2')), null);
+  assert.deepEqual(a.sent.slice(sent).map(typeOf), [1], 'an initiation leaves with the first packet after up');
+  net.run();
+  assert.ok(pa.keypairs.current, 'a new session');
+  assert.equal(b.delivered.length, delivered + 1, 'the staged packet arrives');
+});
