@@ -2,15 +2,18 @@
 // namespace of its own hears link, address, route and rule changes made there; the routing-loop guard answers
 // with the new route right after a change instead of a cached one; an idle daemon no longer wakes to poll its
 // link or its UAPI socket, yet still follows a link going down and up, and passes traffic at once after it.
+// A watcher whose socket overflowed reports every kind of change once and keeps listening.
 // Namespaces and links carry the run's tag (testnet.md); everything is removed by name and pid afterwards.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Namespaces, requireRoot, run, sleep, Topology, waitUntil } from '../harness/netns.js';
-import { ADDRESS, LINK, ROUTE } from '../../src/tun/netwatch.js';
+import { ADDRESS, ALL, LINK, ROUTE } from '../../src/tun/netwatch.js';
 
 const STEP = { timeout: 60_000 };
 const dist = (p: string): string => JSON.stringify(fileURLToPath(new URL(p, import.meta.url)));
@@ -36,6 +39,13 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   if (!ep) endpoints.set(addr, (ep = { addr: Uint8Array.from(addr.split('.').map(Number)), port: 51820 }));
   console.log(JSON.stringify({ out: guard.outInterface(ep) }));
 });
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const [cmd, ms] = line.split(' ');
+  if (cmd !== 'block') return;
+  console.log(JSON.stringify({ blocking: true }));
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(ms)); // the event loop stands still
+  console.log(JSON.stringify({ unblocked: true }));
+});
 console.log(JSON.stringify({ ready: true }));
 `;
 
@@ -43,7 +53,7 @@ class Child {
   readonly lines: Record<string, number | boolean | string>[] = [];
   private readonly p: ChildProcessWithoutNullStreams;
 
-  constructor(ns: string) {
+  constructor(readonly ns: string) {
     this.p = spawn('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', CHILD]);
     let buf = '';
     this.p.stdout.on('data', (d: Buffer) => {
@@ -60,9 +70,13 @@ class Child {
     return this.lines.slice(from).reduce((bits, l) => bits | (typeof l.change === 'number' ? l.change : 0), 0);
   }
 
+  write(line: string): void {
+    this.p.stdin.write(`${line}\n`);
+  }
+
   async ask(addr: string): Promise<number> {
     const n = this.lines.length;
-    this.p.stdin.write(`ask ${addr}\n`);
+    this.write(`ask ${addr}`);
     assert.ok(await waitUntil(() => this.lines.slice(n).some((l) => 'out' in l), 3000), 'the child answers');
     return this.lines.slice(n).find((l) => 'out' in l)!.out as number;
   }
@@ -132,6 +146,28 @@ describe('rtnetlink change notifications', () => {
     await ipIn(ns, ['link', 'set', 'nw1', 'down']); // takes its routes with it
     assert.ok(await waitUntil(() => (child!.changesSince(n) & LINK) !== 0, 3000));
     assert.equal(await child.ask('198.18.0.9'), nw0, 'back through nw0 once nw1 is down');
+  });
+
+  it('after an overflow (ENOBUFS) every kind of change is reported, and the watch goes on', STEP, async () => {
+    assert.ok(child, 'the child of the first test runs');
+    // Two rtnetlink sockets' worth of buffer: 6000 route additions while the child's event loop stands still.
+    const batch = join(tmpdir(), `wgts-netwatch-${process.pid}.batch`);
+    const lines: string[] = [];
+    for (let i = 0; i < 6000; i++) lines.push(`route add 198.18.${1 + (i >> 8)}.${i & 255}/32 dev nw0`);
+    writeFileSync(batch, lines.join('\n') + '\n');
+    try {
+      let n = child.lines.length;
+      child.write('block 4000');
+      assert.ok(await waitUntil(() => child!.lines.slice(n).some((l) => l.blocking), 3000));
+      await ipIn(child.ns, ['-batch', batch]);
+      assert.ok(await waitUntil(() => child!.lines.slice(n).some((l) => l.unblocked), 10_000));
+      assert.ok(await waitUntil(() => child!.changesSince(n) === ALL, 3000), `only routes changed, yet everything is reported after the overflow: ${child.changesSince(n)}`);
+      n = child.lines.length;
+      await ipIn(child.ns, ['route', 'add', '198.19.0.1/32', 'dev', 'nw0']);
+      assert.ok(await waitUntil(() => (child!.changesSince(n) & ROUTE) !== 0, 3000), 'a later change is still heard');
+    } finally {
+      rmSync(batch, { force: true });
+    }
   });
 
   it('an idle daemon does not wake to poll, follows link down and up at once, and passes traffic right after', STEP, async () => {
