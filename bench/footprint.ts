@@ -2,8 +2,8 @@
 // through /proc/<pid>/clear_refs before one ping and summed from /proc/<pid>/smaps after it. On this VM an
 // idle vCPU comes back with its TLB and caches gone, so each distinct 4 KiB page a hop touches costs a page
 // walk on cold memory (~0.3 us measured): this figure, not instruction counts, is what sets an idle tunnel's
-// RTT here. Between pings an idle daemon touches little (wgts: nothing, or a few MB when its 500 ms link watch
-// runs; wireguard-go: 0-500 KiB in 60 ms windows), and the median over pings keeps those out.
+// RTT here. Between pings an idle daemon touches little (wireguard-go: 0-500 KiB in 60 ms windows; wgts
+// nothing, or a few MB in a window where it wakes for a timer), and the median over pings keeps those out.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';

@@ -63,7 +63,7 @@ export interface BindOptions {
 
 export type IoMode = 'loop' | 'threads';
 
-// Asked for with SO_*BUFFORCE (root may exceed net.core.rmem_max), else the plain option, which the kernel caps.
+// Asked for with SO_*BUFFORCE where allowed (sys.setSocketBuffer).
 const SOCKET_BUFFER = 4 << 20;
 const PORT_TRIES = 8;
 const MAX_SOURCES = 1024;
@@ -88,15 +88,8 @@ function sockaddr(family: 4 | 6, port: number): Buffer {
 }
 
 function setBuffers(fd: number): void {
-  const pairs = [
-    [libc.SO_RCVBUFFORCE, libc.SO_RCVBUF],
-    [libc.SO_SNDBUFFORCE, libc.SO_SNDBUF],
-  ];
-  for (const [force, plain] of pairs) {
-    if (sys.setsockoptInt(fd, libc.SOL_SOCKET, force, SOCKET_BUFFER) < 0) {
-      sys.setsockoptInt(fd, libc.SOL_SOCKET, plain, SOCKET_BUFFER); // best effort: a small buffer still works
-    }
-  }
+  sys.setSocketBuffer(fd, 'rcv', SOCKET_BUFFER);
+  sys.setSocketBuffer(fd, 'snd', SOCKET_BUFFER);
 }
 
 /** A bound, non-blocking UDP socket fd, or -errno. */

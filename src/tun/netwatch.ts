@@ -82,9 +82,7 @@ export class NetWatch {
   static open(): NetWatch | null {
     const fd = sys.socket(AF_NETLINK, SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, NETLINK_ROUTE);
     if (fd < 0) return null;
-    if (sys.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, RCVBUF) < 0) {
-      sys.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_RCVBUF, RCVBUF);
-    }
+    sys.setSocketBuffer(fd, 'rcv', RCVBUF);
     const sa = new Uint8Array(12); // sockaddr_nl: family, pad, pid (0: the kernel picks), groups
     const dv = new DataView(sa.buffer);
     dv.setUint16(0, AF_NETLINK, true);

@@ -9,7 +9,7 @@
 
 import { createRequire } from 'node:module';
 import type * as KoffiNs from 'koffi';
-import { E } from './libc.js'; // constants only: ffi-rs itself is never loaded from here
+import { E, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE } from './libc.js'; // constants only: ffi-rs itself is never loaded from here
 
 type Koffi = typeof KoffiNs;
 type Fn = (...args: unknown[]) => number;
@@ -103,6 +103,15 @@ export function getsockname(fd: number, out: Uint8Array): number {
   const s = load();
   const len = new Uint32Array([out.byteLength]);
   return check(s, s.getsockname(fd, out, len));
+}
+
+/**
+ * A socket's receive or send buffer of `bytes`: SO_*BUFFORCE first (root may exceed net.core.rmem_max and
+ * wmem_max), else the plain option, which the kernel caps. Best effort: a smaller buffer still works.
+ */
+export function setSocketBuffer(fd: number, which: 'rcv' | 'snd', bytes: number): void {
+  const [force, plain] = which === 'rcv' ? [SO_RCVBUFFORCE, SO_RCVBUF] : [SO_SNDBUFFORCE, SO_SNDBUF];
+  if (setsockoptInt(fd, SOL_SOCKET, force, bytes) < 0) setsockoptInt(fd, SOL_SOCKET, plain, bytes);
 }
 
 /** sendmsg(2) with a struct msghdr laid out in `msghdr` (whose pointers are absolute addresses). */
