@@ -10,7 +10,7 @@ import { Data, readU32 } from '../handshake/messages.js';
 import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
 import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
-import { SlotLists } from '../workers/batch.js';
+import { Spares, type CryptTask } from '../workers/batch.js';
 import { BATCH } from './send.js';
 
 /**
@@ -22,16 +22,46 @@ import { BATCH } from './send.js';
  */
 const HANDSHAKE_BUDGET_MS = 1;
 
+/** One open batch: the task, and the peers whose queues its completion drains. */
+class OpenJob implements CryptTask {
+  readonly op = 'open';
+  readonly slots = new Int32Array(BATCH);
+  count = 0;
+  mtu = 0;
+  seq = 0;
+  readonly peers: Peer[] = [];
+  npeers = 0;
+  /** Made once per job, so that handing a batch to the pool creates no closure. */
+  readonly done: (err?: unknown) => void;
+
+  constructor(finish: (job: OpenJob, err?: unknown) => void) {
+    this.done = (err) => finish(this, err);
+  }
+
+  addPeer(peer: Peer): void {
+    for (let i = 0; i < this.npeers; i++) if (this.peers[i] === peer) return;
+    this.peers[this.npeers++] = peer;
+  }
+
+  /** Drops the peer references, so a removed peer is not kept alive by a spare job. */
+  clear(): void {
+    for (let i = 0; i < this.npeers; i++) this.peers[i] = undefined as unknown as Peer;
+    this.npeers = 0;
+    this.count = 0;
+  }
+}
+
 export class ReceivePath {
   private readonly board = new BatchBoard();
   private readonly queues = new PeerQueues<Peer>();
   private readonly freeSlots: number[] = [];
   private readonly targets: (DataTarget | undefined)[] = [];
   private readonly sources: (Endpoint | undefined)[] = [];
-  private readonly lists = new SlotLists(BATCH);
-  private pending = this.lists.take();
-  private pendingCount = 0;
-  private pendingPeers: Peer[] = [];
+  private readonly jobs = new Spares(() => new OpenJob(this.finished));
+  /** The batch being filled: data packets of the current burst, dispatched at its end or when full. */
+  private pending: OpenJob | null = null;
+  /** Slots a completion drained from the peers' queues (at most every slot there is). */
+  private readonly drained: Int32Array;
   private readonly handshakes: { msg: Uint8Array; from: Endpoint }[] = [];
   private flushScheduled = false;
 
@@ -47,6 +77,7 @@ export class ReceivePath {
     private readonly log: (msg: string) => void,
   ) {
     for (let i = arena.count - 1; i >= 0; i--) this.freeSlots.push(i);
+    this.drained = new Int32Array(arena.count);
   }
 
   /** Every datagram from the UDP bind: `len` bytes at `off` in `buf`, valid during the call. Never throws. */
@@ -63,7 +94,7 @@ export class ReceivePath {
   /** After each burst from the bind: its data packets are opened now, not one event-loop phase later. */
   onBatchEnd = (): void => {
     try {
-      if (this.pendingCount) this.dispatch();
+      if (this.pending) this.dispatch();
     } catch (e) {
       this.log(`receive path: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       this.device.drop('internal');
@@ -118,10 +149,11 @@ export class ReceivePath {
       this.device.drop('queue-full');
       return;
     }
-    if (!this.pendingPeers.includes(target.peer)) this.pendingPeers.push(target.peer);
-    this.pending[this.pendingCount++] = s;
+    const job = (this.pending ??= this.jobs.take());
+    job.addPeer(target.peer);
+    job.slots[job.count++] = s;
     // The rest of a partial batch goes at the end of the burst (onBatchEnd), which every bind signals.
-    if (this.pendingCount === BATCH) this.dispatch();
+    if (job.count === BATCH) this.dispatch();
   }
 
   /** A datagram too large for a slot: the Device opens it itself, if nothing of its peer's is in flight. */
@@ -141,7 +173,7 @@ export class ReceivePath {
 
   private flush = (): void => {
     this.flushScheduled = false;
-    if (this.pendingCount) this.dispatch();
+    if (this.pending) this.dispatch();
     const hs = this.handshakes;
     const stop = performance.now() + HANDSHAKE_BUDGET_MS;
     while (hs.length) {
@@ -155,42 +187,43 @@ export class ReceivePath {
   };
 
   private dispatch(): void {
-    const seq = this.board.open();
-    const slots = this.pending;
-    const count = this.pendingCount;
-    const peers = this.pendingPeers;
-    this.pending = this.lists.take();
-    this.pendingCount = 0;
-    this.pendingPeers = [];
-    this.pool.run({ op: 'open', slots, count, mtu: this.device.mtu }, (e) => {
-      if (e) {
-        this.log(`crypto worker failed an open batch: ${e instanceof Error ? e.message : String(e)}`);
-        for (let i = 0; i < count; i++) this.arena.set(slots[i], META_RESULT, -1);
-      }
-      this.lists.give(slots);
-      this.complete(seq, peers);
-    });
+    const job = this.pending!;
+    this.pending = null;
+    job.seq = this.board.open();
+    job.mtu = this.device.mtu;
+    this.pool.run(job, job.done);
   }
 
-  private complete(seq: number, peers: Peer[]): void {
-    this.board.finish(seq);
-    for (const peer of peers) {
-      this.queues.get(peer).drain(this.board, (s) => {
-        const plain = this.arena.get(s, META_RESULT);
-        const target = this.targets[s]!;
-        const from = this.sources[s]!;
-        this.targets[s] = undefined;
-        this.sources[s] = undefined;
-        if (plain < 0) {
-          this.device.drop('decrypt-failed');
-        } else {
-          const bytes = this.arena.slot(s).bytes;
-          const len = this.device.received(target, from, bytes, this.arena.get(s, META_LEN), plain);
-          // Written from the arena itself: the TUN writer sends arena packets in place (writer.ts).
-          if (typeof len === 'number' && len > 0) this.tun.write(this.arena.bytes, this.arena.offset(s) + Data.payload, len);
-        }
-        this.release(s);
-      });
+  private finished = (job: OpenJob, err?: unknown): void => {
+    if (err) {
+      this.log(`crypto worker failed an open batch: ${err instanceof Error ? err.message : String(err)}`);
+      for (let i = 0; i < job.count; i++) this.arena.set(job.slots[i], META_RESULT, -1);
+    }
+    this.complete(job);
+    job.clear();
+    this.jobs.give(job);
+  };
+
+  private complete(job: OpenJob): void {
+    this.board.finish(job.seq);
+    const { arena, drained } = this;
+    let n = 0;
+    for (let p = 0; p < job.npeers; p++) n += this.queues.get(job.peers[p]).drainInto(this.board, drained, n);
+    for (let i = 0; i < n; i++) {
+      const s = drained[i];
+      const plain = arena.get(s, META_RESULT);
+      const target = this.targets[s]!;
+      const from = this.sources[s]!;
+      this.targets[s] = undefined;
+      this.sources[s] = undefined;
+      if (plain < 0) {
+        this.device.drop('decrypt-failed');
+      } else {
+        const len = this.device.received(target, from, arena.slot(s).bytes, arena.get(s, META_LEN), plain);
+        // Written from the arena itself: the TUN writer sends arena packets in place (writer.ts).
+        if (typeof len === 'number' && len > 0) this.tun.write(arena.bytes, arena.offset(s) + Data.payload, len);
+      }
+      this.release(s);
     }
     this.tun.flush();
   }

@@ -11,7 +11,7 @@ import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots
 import type { SpscQueue } from '../queues/spsc.js';
 import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
-import { SlotLists } from '../workers/batch.js';
+import { Spares, type CryptTask } from '../workers/batch.js';
 import { writeDataHeader } from './transport.js';
 import { hostUnreachable } from './icmp.js';
 import { ipPacketLength } from './ippacket.js';
@@ -28,9 +28,42 @@ export interface Transmitter {
   flush(): void;
 }
 
-interface PeerShare {
-  peer: Peer;
-  keypair: Keypair;
+/** One seal batch: the task, and the peers (with the keypair each was sealed under) its completion drains. */
+class SealJob implements CryptTask {
+  readonly op = 'seal';
+  readonly slots = new Int32Array(BATCH);
+  count = 0;
+  mtu = 0;
+  seq = 0;
+  readonly peers: Peer[] = [];
+  readonly keypairs: Keypair[] = [];
+  npeers = 0;
+  /** Made once per job, so that handing a batch to the pool creates no closure. */
+  readonly done: (err?: unknown) => void;
+
+  constructor(finish: (job: SealJob, err?: unknown) => void) {
+    this.done = (err) => finish(this, err);
+  }
+
+  has(peer: Peer): boolean {
+    for (let i = 0; i < this.npeers; i++) if (this.peers[i] === peer) return true;
+    return false;
+  }
+
+  add(peer: Peer, keypair: Keypair): void {
+    this.peers[this.npeers] = peer;
+    this.keypairs[this.npeers++] = keypair;
+  }
+
+  /** Drops the peer references, so a removed peer is not kept alive by a spare job. */
+  clear(): void {
+    for (let i = 0; i < this.npeers; i++) {
+      this.peers[i] = undefined as unknown as Peer;
+      this.keypairs[i] = undefined as unknown as Keypair;
+    }
+    this.npeers = 0;
+    this.count = 0;
+  }
 }
 
 export class SendPath {
@@ -40,7 +73,7 @@ export class SendPath {
   private parked = false;
   private stopped = false;
   private readonly sentSlots: Int32Array;
-  private readonly lists = new SlotLists(BATCH);
+  private readonly jobs = new Spares(() => new SealJob(this.finished));
   private sentCount = 0;
 
   constructor(
@@ -115,9 +148,9 @@ export class SendPath {
   /** Takes up to BATCH packets off the ready queue and sends them to the crypto pool as one task. */
   private collect(): void {
     const { device, arena } = this;
+    const job = this.jobs.take();
     const seq = this.board.open();
-    const slots = this.lists.take();
-    const shares: PeerShare[] = [];
+    const slots = job.slots;
     let count = 0;
     let lastPeer: Peer | undefined;
     let lastKp: Keypair | null = null;
@@ -149,7 +182,7 @@ export class SendPath {
       if (peer !== lastPeer) {
         lastPeer = peer;
         lastKp = kp;
-        if (!shares.some((x) => x.peer === peer)) shares.push({ peer, keypair: kp });
+        if (!job.has(peer)) job.add(peer, kp);
       }
       writeDataHeader(buf, kp.remoteIndex);
       arena.set(s, META_KEY, kp.keySlot);
@@ -160,39 +193,49 @@ export class SendPath {
       slots[count++] = s;
     }
     if (count === 0) {
-      this.lists.give(slots);
+      job.clear();
+      this.jobs.give(job);
       this.board.finish(seq);
       return;
     }
-    this.pool.run({ op: 'seal', slots, count, mtu: device.mtu }, (e) => {
-      this.lists.give(slots);
-      if (e) this.fail(seq, shares, e);
-      else this.complete(seq, shares);
-    });
+    job.count = count;
+    job.mtu = device.mtu;
+    job.seq = seq;
+    this.pool.run(job, job.done);
   }
 
-  private complete(seq: number, shares: PeerShare[]): void {
-    this.board.finish(seq);
-    const { arena, out } = this;
-    for (const { peer, keypair } of shares) {
+  private finished = (job: SealJob, err?: unknown): void => {
+    if (err) this.fail(job, err);
+    else this.complete(job);
+    job.clear();
+    this.jobs.give(job);
+  };
+
+  private complete(job: SealJob): void {
+    this.board.finish(job.seq);
+    const { arena, out, sentSlots } = this;
+    for (let p = 0; p < job.npeers; p++) {
+      const peer = job.peers[p];
       let bytes = 0;
       let n = 0;
       const ep = peer.endpoint;
       const usable = ep !== null && out.usable(ep);
-      this.queues.get(peer).drain(this.board, (s) => {
+      const from = this.sentCount;
+      this.sentCount += this.queues.get(peer).drainInto(this.board, sentSlots, from);
+      for (let i = from; i < this.sentCount; i++) {
+        const s = sentSlots[i];
         const len = arena.get(s, META_RESULT);
         if (usable && len > 0) {
           out.queue(arena.bytes, arena.offset(s), len, ep);
           bytes += len;
           n++;
         } else if (len > 0 && ep) this.device.drop('routing-loop');
-        this.sentSlots[this.sentCount++] = s;
-      });
-      if (n) this.device.sent(peer, keypair, bytes, n);
+      }
+      if (n) this.device.sent(peer, job.keypairs[p], bytes, n);
     }
     // The queued datagrams point into the slots: they go back to the TUN reader only once sent.
     out.flush();
-    for (let i = 0; i < this.sentCount; i++) this.free.push(this.sentSlots[i]);
+    for (let i = 0; i < this.sentCount; i++) this.free.push(sentSlots[i]);
     this.sentCount = 0;
     this.wakeFree();
   }
@@ -203,13 +246,12 @@ export class SendPath {
   }
 
   /** A crashed worker loses its batch: count the drops and keep the slots flowing. */
-  private fail(seq: number, shares: PeerShare[], e: unknown): void {
+  private fail(job: SealJob, e: unknown): void {
     this.log(`crypto worker failed a seal batch: ${e instanceof Error ? e.message : String(e)}`);
-    this.board.finish(seq);
-    for (const { peer } of shares) this.queues.get(peer).drain(this.board, (s) => this.release(s, 'internal'));
+    this.board.finish(job.seq);
+    for (let p = 0; p < job.npeers; p++) this.queues.get(job.peers[p]).drain(this.board, (s) => this.release(s, 'internal'));
     this.wakeFree();
   }
-
 
   /** Returns a slot to the TUN reader, counting why the packet did not go out (null: it did, or was staged). */
   private release(s: number, reason: Reason | null): void {

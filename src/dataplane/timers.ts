@@ -45,6 +45,13 @@ const TIMER_NAMES: readonly TimerName[] = [
   'zeroKeyMaterial',
   'persistentKeepalive',
 ];
+const TIMER_INDEX: Readonly<Record<TimerName, number>> = {
+  retransmitHandshake: 0,
+  sendKeepalive: 1,
+  newHandshake: 2,
+  zeroKeyMaterial: 3,
+  persistentKeepalive: 4,
+};
 
 export interface PeerTimersOptions {
   /** Persistent keepalive interval in seconds, 0 (the default) disables it. */
@@ -67,7 +74,13 @@ export interface KeypairAge {
 export interface SendingKeypair extends KeypairAge {
   /** The next nonce to be used for sending, i.e. how many messages this key has sent. */
   sendCounter: bigint;
+  /** The same counter as two u32 halves, where the keypair keeps it so (no BigInt per check). */
+  readonly sendHi?: number;
+  readonly sendLo?: number;
 }
+
+/** REKEY_AFTER_MESSAGES's upper 32 bits (its lower ones are zero). */
+const REKEY_AFTER_MESSAGES_HI = Number(REKEY_AFTER_MESSAGES >> 32n);
 
 /**
  * Send-side freshness: after sending data, start a new (non-retry) handshake when the key has sent more than
@@ -77,7 +90,10 @@ export interface SendingKeypair extends KeypairAge {
  */
 export function shouldRekeyOnSend(kp: SendingKeypair | undefined, now: number, timerScale = 1): boolean {
   if (!kp) return false;
-  if (kp.sendCounter > REKEY_AFTER_MESSAGES) return true;
+  const hi = kp.sendHi;
+  if (hi !== undefined && kp.sendLo !== undefined) {
+    if (hi > REKEY_AFTER_MESSAGES_HI || (hi === REKEY_AFTER_MESSAGES_HI && kp.sendLo > 0)) return true;
+  } else if (kp.sendCounter > REKEY_AFTER_MESSAGES) return true;
   return kp.isInitiator && now - kp.createdAt > REKEY_AFTER_TIME * timerScale;
 }
 
@@ -104,13 +120,11 @@ const JITTER_DRAWS = 64;
 /** The per-peer timer state machine. */
 export class PeerTimers {
   readonly timerScale: number;
-  private readonly deadlines: Record<TimerName, number | undefined> = {
-    retransmitHandshake: undefined,
-    sendKeepalive: undefined,
-    newHandshake: undefined,
-    zeroKeyMaterial: undefined,
-    persistentKeepalive: undefined,
-  };
+  /**
+   * Deadlines by TIMER_INDEX, NaN when not pending. A typed array, because a property that may hold undefined
+   * boxes every number stored in it: the timers are re-armed on every packet, and that was garbage each time.
+   */
+  private readonly deadlines = new Float64Array(TIMER_NAMES.length).fill(NaN);
   private attempts = 0;
   private needAnotherKeepalive = false;
   private sentLastMinute = false;
@@ -269,15 +283,15 @@ export class PeerTimers {
       let next: TimerName | undefined;
       let best = Infinity;
       for (const name of TIMER_NAMES) {
-        const d = this.deadlines[name];
-        if (d !== undefined && d <= now && d < best && !fired.has(name)) {
+        const d = this.deadlines[TIMER_INDEX[name]];
+        if (d <= now && d < best && !fired.has(name)) {
           best = d;
           next = name;
         }
       }
       if (next === undefined) return actions;
       fired.add(next);
-      this.deadlines[next] = undefined;
+      this.deadlines[TIMER_INDEX[next]] = NaN;
       this.expire(next, actions);
     }
   }
@@ -341,16 +355,17 @@ export class PeerTimers {
   /** The earliest pending deadline (clock ms), or undefined when no timer is armed. */
   nextDeadline(): number | undefined {
     let best: number | undefined;
-    for (const name of TIMER_NAMES) {
-      const d = this.deadlines[name];
-      if (d !== undefined && (best === undefined || d < best)) best = d;
+    for (let i = 0; i < TIMER_NAMES.length; i++) {
+      const d = this.deadlines[i];
+      if (d === d && (best === undefined || d < best)) best = d; // d === d: not NaN
     }
     return best;
   }
 
   /** One timer's deadline (clock ms), or undefined when it is not pending. */
   deadline(name: TimerName): number | undefined {
-    return this.deadlines[name];
+    const d = this.deadlines[TIMER_INDEX[name]];
+    return d === d ? d : undefined;
   }
 
   /** Retries made since the last completed handshake or non-retry initiation request. */
@@ -385,16 +400,17 @@ export class PeerTimers {
   private arm(name: TimerName, delay: number): void {
     if (!this.running) return;
     const d = this.clock.now() + delay;
-    this.deadlines[name] = d;
+    this.deadlines[TIMER_INDEX[name]] = d;
     this.onArm?.(d);
   }
 
   private cancel(name: TimerName): void {
-    this.deadlines[name] = undefined;
+    this.deadlines[TIMER_INDEX[name]] = NaN;
   }
 
   private pending(name: TimerName): boolean {
-    return this.deadlines[name] !== undefined;
+    const d = this.deadlines[TIMER_INDEX[name]];
+    return d === d;
   }
 
   /** Uniform whole milliseconds in [0, REKEY_TIMEOUT_JITTER_MAX). */

@@ -39,6 +39,11 @@ export class PacketBuffer {
     return new PacketBuffer(Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.length));
   }
 
+  /** Whether payload(len) would return a view made earlier (and so allocate nothing). */
+  has(len: number): boolean {
+    return this.views[len] !== undefined;
+  }
+
   /** bytes[16, 16 + len): a transport message's payload area. */
   payload(len: number): Buffer {
     return (this.views[len] ??= this.bytes.subarray(DATA_HEADER_SIZE, DATA_HEADER_SIZE + len));

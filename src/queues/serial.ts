@@ -68,6 +68,21 @@ export class SerialQueue {
     }
     return n;
   }
+
+  /**
+   * drain() for the packet paths: the slots go to out[at..] in order, and the count comes back. No callback,
+   * so a lone packet's completion creates no closure. `out` must have room for every queued slot.
+   */
+  drainInto(board: BatchBoard, out: Int32Array, at: number): number {
+    let n = 0;
+    while (this.head < this.tail) {
+      const i = this.head % this.capacity;
+      if (!board.isDone(this.batches[i])) break;
+      this.head++;
+      out[at + n++] = this.slots[i];
+    }
+    return n;
+  }
 }
 
 /** One serial queue per peer, made on first use and gone with the peer object (a removed peer's included). */

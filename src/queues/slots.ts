@@ -24,12 +24,13 @@ export class SlotArena {
   private constructor(readonly shape: SlotArenaShape) {
     const { sab, count, slotSize } = shape;
     this.meta = new Int32Array(sab, 0, count * META_WORDS);
-    this.bytes = Buffer.from(sab, count * META_WORDS * 4, count * slotSize);
+    // One slot more than the count: the control thread's scratch slot (scratchOffset), never queued.
+    this.bytes = Buffer.from(sab, count * META_WORDS * 4, (count + 1) * slotSize);
   }
 
   /** A new arena of `count` slots of `slotSize` bytes. */
   static create(count: number, slotSize: number): SlotArena {
-    const sab = new SharedArrayBuffer(count * META_WORDS * 4 + count * slotSize);
+    const sab = new SharedArrayBuffer(count * META_WORDS * 4 + (count + 1) * slotSize);
     return new SlotArena({ sab, count, slotSize });
   }
 
@@ -55,6 +56,15 @@ export class SlotArena {
       this.buffers[i] = pb;
     }
     return pb;
+  }
+
+  /**
+   * Where the scratch slot starts in bytes: a packet whose slot has no payload views of its size yet is sealed
+   * or opened there and copied back (copyWithin, inside one buffer), so a lone packet makes no views. Used by
+   * the control thread only; workers make views, whose cost a whole batch shares.
+   */
+  get scratchOffset(): number {
+    return this.shape.count * this.shape.slotSize;
   }
 
   offset(i: number): number {

@@ -185,6 +185,9 @@ class UdpBind implements Bind {
   private readonly from4 = new Map<number, Map<number, Endpoint>>();
   private readonly from6 = new Map<string, Endpoint>();
   private sources = 0;
+  /** The last datagram's source fields (family, port, has-dst, ifindex, address words, dst words) and endpoint. */
+  private readonly lastKey = new Int32Array(12);
+  private lastEp: Endpoint | null = null;
 
   constructor(
     /** The raw fds (-1 for a missing IPv6 socket), e.g. for getsockopt in tests. */
@@ -307,8 +310,32 @@ class UdpBind implements Bind {
       this.from4.clear();
       this.from6.clear();
       this.sources = 0;
+      this.lastEp = null;
     }
     const srcIf = ring.get(b, RX_IFINDEX);
+    // Most datagrams come from the same source as the one before: compared word by word, that needs no map
+    // key (an IPv4 key is past the small-integer range, an IPv6 key a string: garbage on every datagram).
+    const family = ring.get(b, RX_FAMILY);
+    const words = family === 4 ? 1 : 4;
+    const last = this.lastKey;
+    let same = this.lastEp !== null && last[0] === family && last[1] === port && last[2] === (hasDst ? 1 : 0) && last[3] === srcIf;
+    for (let w = 0; same && w < words; w++) same = last[4 + w] === ring.get(b, RX_ADDR + w) && (!hasDst || last[8 + w] === ring.get(b, RX_DST + w));
+    if (same) return this.lastEp!;
+    const ep = this.lookupEndpoint(b, port, hasDst, srcIf);
+    last[0] = family;
+    last[1] = port;
+    last[2] = hasDst ? 1 : 0;
+    last[3] = srcIf;
+    for (let w = 0; w < words; w++) {
+      last[4 + w] = ring.get(b, RX_ADDR + w);
+      last[8 + w] = hasDst ? ring.get(b, RX_DST + w) : 0;
+    }
+    this.lastEp = ep;
+    return ep;
+  }
+
+  private lookupEndpoint(b: number, port: number, hasDst: boolean, srcIf: number): Endpoint {
+    const ring = this.ring;
     if (ring.get(b, RX_FAMILY) === 4) {
       const word = ring.get(b, RX_ADDR) >>> 0;
       // Our address and the interface it came in on, as one key (interface indexes stay far below 2^20).

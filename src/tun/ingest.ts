@@ -26,6 +26,7 @@ export const NO_SLOTS = 2;
 
 /** More segments than this from one read is refused (64 KB in 536-byte segments is 123). */
 const MAX_SEGMENTS = 160;
+const NO_SLOT = new Uint8Array(0);
 /** Consecutive reads of plain packets after which reads go back to the stage (no iovecs to build). */
 const LAYOUT_IDLE_READS = 8;
 
@@ -34,9 +35,12 @@ export class TunIngest {
   private readonly stageAddr: number;
   private readonly arenaAddr: number;
   private readonly hdr: VnetHdr = { flags: 0, gsoType: 0, hdrLen: 0, gsoSize: 0, csumStart: 0, csumOffset: 0 };
-  private readonly outs: Uint8Array[] = [];
+  /** tsoSplit's output slots; unused entries are empty, so a split can never write past the slots taken. */
+  private readonly outs: Uint8Array[] = new Array<Uint8Array>(MAX_SEGMENTS).fill(NO_SLOT);
   private readonly outLens = new Int32Array(MAX_SEGMENTS);
-  private readonly taken: number[] = []; // slots popped from the free queue and not yet filled
+  /** Slots popped from the free queue and not yet filled, in order: taken[0..nTaken). */
+  private readonly taken = new Int32Array(MAX_SEGMENTS);
+  private nTaken = 0;
   /** Offload mode: bytes of a read waiting in the stage for enough free slots (0: none). */
   private pending = 0;
   private readonly room: number;
@@ -76,21 +80,27 @@ export class TunIngest {
     return this.stage ? this.readOffload(this.stage, maxReads) : this.readPlain(maxReads);
   }
 
+  /** Pops free slots until `want` are taken; false when the free queue runs dry first. */
+  private take(want: number): boolean {
+    while (this.nTaken < want) {
+      const s = this.free.pop();
+      if (s < 0) return false;
+      this.taken[this.nTaken++] = s;
+    }
+    return true;
+  }
+
   private readPlain(maxReads: number): number {
     const { arena, taken } = this;
     for (let i = 0; i < maxReads; i++) {
-      if (taken.length === 0) {
-        const s = this.free.pop();
-        if (s < 0) return NO_SLOTS;
-        taken.push(s);
-      }
+      if (!this.take(1)) return NO_SLOTS;
       const s = taken[0];
       const n = readAt(this.fd, this.arenaAddr + arena.offset(s) + DATA_HEADER_SIZE, this.room);
       if (n < 0) {
         if (n === -E.EINTR) continue;
         return n === -E.EAGAIN ? EMPTY : n;
       }
-      taken.pop();
+      this.nTaken = 0;
       this.reads++;
       arena.set(s, META_LEN, n);
       this.ready.push(s); // never full: it holds every slot there is
@@ -102,7 +112,7 @@ export class TunIngest {
   private readOffload(stage: Buffer, maxReads: number): number {
     for (let i = 0; i < maxReads; i++) {
       if (this.pending === 0) {
-        const pieces = this.layoutGso ? this.planScatter() : 0;
+        const pieces = this.layoutGso ? this.planScatter() : this.planSingle();
         const n = pieces ? readvAt(this.fd, this.iov.base, pieces + 1) : readAt(this.fd, this.stageAddr, stage.length);
         if (n < 0) {
           if (n === -E.EINTR) continue;
@@ -110,7 +120,7 @@ export class TunIngest {
         }
         this.reads++;
         if (n <= VNET_HDR_LEN || !parseVnetHdr(stage, 0, this.hdr)) continue;
-        if (pieces && this.finishScatter(stage, n - VNET_HDR_LEN)) continue;
+        if (pieces && (this.layoutGso ? this.finishScatter(stage, n - VNET_HDR_LEN) : this.finishSingle(stage, n - VNET_HDR_LEN))) continue;
         this.pending = n - VNET_HDR_LEN;
       }
       if (!this.split(stage)) return NO_SLOTS;
@@ -128,11 +138,7 @@ export class TunIngest {
     const hl = this.layoutHl;
     const gso = this.layoutGso;
     const pieces = Math.ceil((GRO_MAX_PACKET - hl) / gso);
-    while (taken.length < pieces) {
-      const s = this.free.pop();
-      if (s < 0) return 0;
-      taken.push(s);
-    }
+    if (!this.take(pieces)) return 0;
     iov.put64(0, this.stageAddr);
     iov.put64(8, VNET_HDR_LEN);
     for (let k = 0; k < pieces; k++) {
@@ -142,6 +148,42 @@ export class TunIngest {
       iov.put64((k + 1) * IOVEC_SIZE + 8, k === 0 ? hl + gso : gso);
     }
     return pieces;
+  }
+
+  /**
+   * No layout to scatter for (no stream running): the packet goes straight into one slot, the virtio header
+   * into the stage, and whatever does not fit the slot into the stage behind room for the slot's part. A lone
+   * packet (a ping) is then neither copied nor given a fresh view; a super-packet is gathered into the stage.
+   */
+  private planSingle(): number {
+    if (!this.take(1)) return 0;
+    const { iov, at } = this;
+    const off = this.arena.offset(this.taken[0]) + DATA_HEADER_SIZE;
+    at[0] = off;
+    iov.put64(0, this.stageAddr);
+    iov.put64(8, VNET_HDR_LEN);
+    iov.put64(IOVEC_SIZE, this.arenaAddr + off);
+    iov.put64(IOVEC_SIZE + 8, this.room);
+    iov.put64(2 * IOVEC_SIZE, this.stageAddr + VNET_HDR_LEN + this.room);
+    iov.put64(2 * IOVEC_SIZE + 8, GRO_MAX_PACKET - this.room);
+    return 2;
+  }
+
+  /** A planSingle read of `len` packet bytes: published from its slot, or false once gathered for split(). */
+  private finishSingle(stage: Buffer, len: number): boolean {
+    if (len <= this.room) {
+      const segs = tsoSplitScattered(this.arena.bytes, this.at, len, this.hdr, 0, this.room, this.outLens);
+      if (segs !== TSO_LAYOUT_MISMATCH) {
+        this.learn();
+        if (segs > 0) this.publish(segs);
+        return true; // malformed (segs < 0): the slot stays taken for the next read
+      }
+    }
+    const a0 = this.at[0];
+    const part = Math.min(len, this.room);
+    // Once per super-packet, not per packet: the subarray is the only way to copy across two buffers.
+    stage.set(this.arena.bytes.subarray(a0, a0 + part), VNET_HDR_LEN);
+    return false;
   }
 
   /** A scatter read of `len` packet bytes: split in place, or false once gathered into the stage for split(). */
@@ -186,7 +228,8 @@ export class TunIngest {
       arena.set(taken[i], META_LEN, this.outLens[i]);
       this.ready.push(taken[i]); // never full: it holds every slot there is
     }
-    taken.splice(0, segs);
+    taken.copyWithin(0, segs, this.nTaken);
+    this.nTaken -= segs;
     this.ready.wake();
   }
 
@@ -199,15 +242,11 @@ export class TunIngest {
       this.pending = 0;
       return true;
     }
-    while (taken.length < want) {
-      const s = this.free.pop();
-      if (s < 0) return false;
-      taken.push(s);
-    }
+    if (!this.take(want)) return false;
     this.pending = 0;
-    outs.length = want;
     for (let i = 0; i < want; i++) outs[i] = arena.slot(taken[i]).bytes;
     const segs = tsoSplit(stage, VNET_HDR_LEN, len, hdr, outs, DATA_HEADER_SIZE, this.outLens);
+    for (let i = 0; i < want; i++) outs[i] = NO_SLOT;
     this.learn();
     if (segs <= 0) return true; // malformed: the slots stay taken for the next read
     this.publish(segs);

@@ -3,7 +3,8 @@
 // a 1420-byte seal ~2 us: a lone ping should not pay for a thread hop).
 
 import type { CipherSuite } from '../crypto/suite.js';
-import { openPayload, sealPayload } from '../dataplane/transport.js';
+import { AEAD_TAG_SIZE, DATA_HEADER_SIZE } from '../constants.js';
+import { openPayload, paddedLength, sealPayload } from '../dataplane/transport.js';
 import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
 import type { KeyTable } from './keytable.js';
 
@@ -15,36 +16,74 @@ export interface CryptTask {
   mtu: number;
 }
 
-export function cryptBatch(task: CryptTask, suite: CipherSuite, arena: SlotArena, keys: KeyTable): number {
+/**
+ * Seals or opens the task's slots in place. `scratch` (the control thread only): a slot without payload views
+ * of its packet's size is done in the arena's scratch slot instead, so that no view is made; outbound slots
+ * rotate through the whole arena, and a lone ping would otherwise make two views in every slot it visits.
+ */
+export function cryptBatch(task: CryptTask, suite: CipherSuite, arena: SlotArena, keys: KeyTable, scratch = false): number {
   const { slots, count } = task;
   if (task.op === 'seal') {
     for (let i = 0; i < count; i++) {
       const s = slots[i];
-      arena.set(s, META_RESULT, sealPayload(suite, keys.sendKey(arena.get(s, META_KEY)), arena.slot(s), arena.get(s, META_LEN), task.mtu));
+      const len = arena.get(s, META_LEN);
+      const key = keys.sendKey(arena.get(s, META_KEY));
+      const pb = arena.slot(s);
+      const padded = paddedLength(len, task.mtu);
+      let out: number;
+      if (!scratch || (pb.has(padded) && pb.has(padded + AEAD_TAG_SIZE))) out = sealPayload(suite, key, pb, len, task.mtu);
+      else {
+        const at = arena.offset(s);
+        const tmp = arena.scratchOffset;
+        arena.bytes.copyWithin(tmp, at, at + DATA_HEADER_SIZE + len);
+        out = sealPayload(suite, key, arena.slot(arena.count), len, task.mtu);
+        arena.bytes.copyWithin(at, tmp, tmp + out);
+      }
+      arena.set(s, META_RESULT, out);
     }
   } else {
     for (let i = 0; i < count; i++) {
       const s = slots[i];
-      arena.set(s, META_RESULT, openPayload(suite, keys.receiveKey(arena.get(s, META_KEY)), arena.slot(s), arena.get(s, META_LEN)));
+      const len = arena.get(s, META_LEN);
+      const key = keys.receiveKey(arena.get(s, META_KEY));
+      const pb = arena.slot(s);
+      const n = len - DATA_HEADER_SIZE - AEAD_TAG_SIZE;
+      let out: number;
+      if (!scratch || (pb.has(n) && pb.has(n + AEAD_TAG_SIZE))) out = openPayload(suite, key, pb, len);
+      else {
+        const at = arena.offset(s);
+        const tmp = arena.scratchOffset;
+        arena.bytes.copyWithin(tmp, at, at + len);
+        out = openPayload(suite, key, arena.slot(arena.count), len);
+        if (out > 0) arena.bytes.copyWithin(at + DATA_HEADER_SIZE, tmp + DATA_HEADER_SIZE, tmp + DATA_HEADER_SIZE + out);
+      }
+      arena.set(s, META_RESULT, out);
     }
   }
   return count;
 }
 
 /**
- * Slot-number lists for tasks, reused: a batch's list is given back once its task completed. An Int32Array of
- * a whole batch lives outside the JS heap, so a fresh one per task (per packet, for a lone ping) costs a
- * malloc, a free and the collector's bookkeeping on every hop.
+ * Batch jobs, reused: a job (its slot list, its completion callback and what that callback needs) goes back
+ * once its task completed. Made fresh per batch, they were garbage on every hop of a lone ping (a task object,
+ * an Int32Array outside the JS heap, closures and arrays): ~1 KB a packet, a page fault every few packets.
  */
-export class SlotLists {
-  private readonly spare: Int32Array[] = [];
-  constructor(private readonly size: number) {}
+export class Spares<J> {
+  /** A stack that only grows: push and pop on a JS array reallocate its store when its length crosses 0. */
+  private readonly spare: (J | undefined)[] = [];
+  private top = 0;
+  constructor(private readonly make: () => J) {}
 
-  take(): Int32Array {
-    return this.spare.pop() ?? new Int32Array(this.size);
+  take(): J {
+    if (this.top === 0) return this.make();
+    const job = this.spare[--this.top]!;
+    this.spare[this.top] = undefined;
+    return job;
   }
 
-  give(list: Int32Array): void {
-    this.spare.push(list);
+  give(job: J): void {
+    if (this.top === this.spare.length) this.spare.push(job);
+    else this.spare[this.top] = job;
+    this.top++;
   }
 }

@@ -63,6 +63,8 @@ export class CryptPool {
   /** Load baselines, both taken by the first sample after sampling starts (startSampling), not at start-up. */
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private cpu: ReturnType<typeof cpuTimes> = null;
+  /** this.cpu holds the previous period's reading (false: none yet since the load was last light). */
+  private cpuBase = false;
   /** Armed by the first batch after an idle period and disarmed by a period without batches: idle, no wake-ups. */
   private sampler: NodeJS.Timeout | undefined;
   private batchesAtSample = 0;
@@ -134,7 +136,7 @@ export class CryptPool {
     if (this.policy === 'inline' || this.degraded || !this.offload || (task.count <= INLINE_MAX && this.inflight === 0)) {
       this.stats.inline++;
       try {
-        cryptBatch(task, this.suite, task.op === 'seal' ? this.outbound : this.inbound, this.keys);
+        cryptBatch(task, this.suite, task.op === 'seal' ? this.outbound : this.inbound, this.keys, true);
       } catch (e) {
         return done(e);
       }
@@ -142,7 +144,8 @@ export class CryptPool {
     }
     this.stats.pooled++;
     this.inflight++;
-    this.pool.run(task).then(
+    // Only the task's own fields cross to the worker: the caller's job may carry its completion state.
+    this.pool.run({ op: task.op, slots: task.slots, count: task.count, mtu: task.mtu }).then(
       () => {
         this.inflight--;
         done();
@@ -172,7 +175,7 @@ export class CryptPool {
     if (this.baseline) {
       this.baseline = false;
       this.elu = performance.eventLoopUtilization();
-      this.cpu = cpuTimes();
+      this.cpuBase = false;
       this.batchesAtSample = batches;
       return;
     }
@@ -187,7 +190,18 @@ export class CryptPool {
     const now = performance.eventLoopUtilization();
     const u = performance.eventLoopUtilization(now, this.elu).utilization;
     this.elu = now;
+    // The machine's idle CPU only matters to a saturated control thread, or to stop offloading: light traffic
+    // (a ping) does not read and parse /proc/stat four times a second. The first such period takes a baseline.
+    if (!this.offload && u <= OFFLOAD_ON) {
+      this.cpuBase = false;
+      return;
+    }
     const cpu = cpuTimes();
+    if (!this.cpuBase) {
+      this.cpuBase = true;
+      this.cpu = cpu;
+      return;
+    }
     const idle = cpu && this.cpu && cpu.total > this.cpu.total ? (cpu.idle - this.cpu.idle) / (cpu.total - this.cpu.total) : 1;
     this.cpu = cpu;
     if (!this.offload && u > OFFLOAD_ON && idle > IDLE_ON) this.offload = true;

@@ -147,3 +147,65 @@ test('ICMP host unreachable for IPv4 and IPv6, with valid checksums; never for a
   assert.equal(sum16(e6, 40, e6.length - 40, pseudo), 0xffff, 'ICMPv6 checksum over the pseudo-header');
   assert.equal(hostUnreachable(e6, 0, e6.length), null);
 });
+
+test('the control thread seals and opens a slot without views in the scratch slot: same bytes, no views made', () => {
+  const suite = defaultSuite();
+  const keys = KeyTable.create(4);
+  const ka = keys.put(new Uint8Array(32).fill(5), new Uint8Array(32).fill(6));
+  const kb = keys.put(new Uint8Array(32).fill(6), new Uint8Array(32).fill(5));
+  const sizes = [0, 84, 1420];
+  const fill = (arena: SlotArena, s: number, n: number): void => {
+    const b = arena.slot(s).bytes;
+    b.fill(0xee); // stale bytes from an earlier packet, beyond this one's padding
+    writeDataHeader(b, 9);
+    b.writeUInt32LE(1000 + s, 8);
+    for (let i = 0; i < n; i++) b[16 + i] = (i * 7 + s) & 0xff;
+    arena.set(s, META_LEN, n);
+    arena.set(s, META_KEY, ka);
+  };
+  const inPlace = SlotArena.create(4, 2048);
+  const scratch = SlotArena.create(4, 2048);
+  sizes.forEach((n, s) => {
+    fill(inPlace, s, n);
+    fill(scratch, s, n);
+  });
+  scratch.slot(3).bytes.fill(0x33); // a neighbour that must stay as it is
+  const slots = Int32Array.of(0, 1, 2);
+  cryptBatch({ op: 'seal', slots, count: 3, mtu: 1420 }, suite, inPlace, keys);
+  cryptBatch({ op: 'seal', slots, count: 3, mtu: 1420 }, suite, scratch, keys, true);
+  sizes.forEach((n, s) => {
+    const len = scratch.get(s, META_RESULT);
+    assert.equal(len, sealedSize(n, 1420));
+    assert.deepEqual(scratch.slot(s).bytes.subarray(0, len), inPlace.slot(s).bytes.subarray(0, len), `size ${n}: same message`);
+    assert.equal(scratch.slot(s).has(len - 16), false, `size ${n}: no payload view was made`);
+  });
+  assert.ok(scratch.slot(3).bytes.every((x) => x === 0x33), 'the next slot is untouched');
+  // Opened through the scratch slot too, with the other side's key; a corrupted one fails and stays -1.
+  for (const s of [0, 1, 2]) scratch.set(s, META_LEN, scratch.get(s, META_RESULT));
+  for (const s of [0, 1, 2]) scratch.set(s, META_KEY, kb);
+  scratch.slot(2).bytes[40] ^= 1;
+  cryptBatch({ op: 'open', slots, count: 3, mtu: 1420 }, suite, scratch, keys, true);
+  [0, 1].forEach((s) => {
+    const n = sizes[s];
+    assert.equal(scratch.get(s, META_RESULT), sealedSize(n, 1420) - 32);
+    for (let i = 0; i < n; i++) assert.equal(scratch.slot(s).bytes[16 + i], (i * 7 + s) & 0xff);
+  });
+  assert.equal(scratch.get(2, META_RESULT), -1, 'a corrupted message fails to open');
+});
+
+test('drainInto hands out the same slots in the same order as drain, into a caller array', () => {
+  const board = new BatchBoard();
+  const q = new SerialQueue(8);
+  const b1 = board.open();
+  const b2 = board.open();
+  q.push(b1, 5);
+  q.push(b2, 6);
+  q.push(b2, 7);
+  const out = new Int32Array(8).fill(-1);
+  board.finish(b2);
+  assert.equal(q.drainInto(board, out, 2), 0, 'batch 2 waits for batch 1');
+  board.finish(b1);
+  assert.equal(q.drainInto(board, out, 2), 3);
+  assert.deepEqual([...out], [-1, -1, 5, 6, 7, -1, -1, -1]);
+  assert.equal(q.size, 0);
+});

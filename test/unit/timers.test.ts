@@ -292,6 +292,12 @@ test('shouldRekeyOnSend: 120 s for the initiator only, and more than 2^60 messag
   assert.equal(shouldRekeyOnSend({ ...resp, sendCounter: REKEY_AFTER_MESSAGES + 1n }, t), true);
   assert.equal(shouldRekeyOnSend({ ...init, sendCounter: 1n << 60n }, t), false);
   assert.equal(REKEY_AFTER_MESSAGES, 1n << 60n);
+  // A keypair that keeps the counter as u32 halves is judged on those, without BigInts (the send path's case).
+  const halves = (c: bigint) => ({ ...resp, sendCounter: -1n, sendHi: Number(c >> 32n), sendLo: Number(c & 0xffffffffn) });
+  assert.equal(shouldRekeyOnSend(halves(REKEY_AFTER_MESSAGES), t), false);
+  assert.equal(shouldRekeyOnSend(halves(REKEY_AFTER_MESSAGES + 1n), t), true);
+  assert.equal(shouldRekeyOnSend(halves(REKEY_AFTER_MESSAGES - 1n), t), false);
+  assert.equal(shouldRekeyOnSend(halves(REKEY_AFTER_MESSAGES + (1n << 32n)), t), true);
   // The class method uses the peer's clock.
   const { clock, timers } = setup();
   const kp = { isInitiator: true, createdAt: clock.now(), sendCounter: 5n };
