@@ -5,7 +5,7 @@
 // While a TCP stream (or a UDP_SEGMENT sender) runs, reads are readv(2) straight into slots laid out for the
 // last super-packet's header length and gso_size, so only headers are copied (copying every byte from a stage
 // cost ~6% of a 2-core machine moving 1.6 Gbit/s); a packet of another shape is gathered into the stage and
-// split from there.
+// split from there. With no stream running, a read goes into one slot, and only a super-packet to the stage.
 // The TUN reader thread (reader.ts) runs it on a blocking fd; the control thread runs it itself on a
 // non-blocking one from libuv readiness (uvpoll.ts). Out of free slots it stops, which pushes back on the
 // TUN's own queue instead of growing memory; a read already taken waits in the stage for slots.
@@ -27,7 +27,7 @@ export const NO_SLOTS = 2;
 /** More segments than this from one read is refused (64 KB in 536-byte segments is 123). */
 const MAX_SEGMENTS = 160;
 const NO_SLOT = new Uint8Array(0);
-/** Consecutive reads of plain packets after which reads go back to the stage (no iovecs to build). */
+/** Consecutive reads of plain packets after which the stream's layout is forgotten (reads go to one slot). */
 const LAYOUT_IDLE_READS = 8;
 
 export class TunIngest {
