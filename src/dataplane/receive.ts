@@ -10,7 +10,7 @@ import { Data, readU32 } from '../handshake/messages.js';
 import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots.js';
 import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
-import { Spares, type CryptTask } from '../workers/batch.js';
+import { CryptJob, Spares } from '../workers/batch.js';
 import { BATCH } from './send.js';
 
 /**
@@ -24,34 +24,8 @@ const HANDSHAKE_BUDGET_MS = 1;
 /** Datagrams up to this size are copied into their slot by copySmall (measured: ~57 ns for 96 bytes). */
 const SMALL_COPY = 256;
 
-/** One open batch: the task, and the peers whose queues its completion drains. */
-class OpenJob implements CryptTask {
-  readonly op = 'open';
-  readonly slots = new Int32Array(BATCH);
-  count = 0;
-  mtu = 0;
-  seq = 0;
-  readonly peers: Peer[] = [];
-  npeers = 0;
-  /** Made once per job, so that handing a batch to the pool creates no closure. */
-  readonly done: (err?: unknown) => void;
-
-  constructor(finish: (job: OpenJob, err?: unknown) => void) {
-    this.done = (err) => finish(this, err);
-  }
-
-  addPeer(peer: Peer): void {
-    for (let i = 0; i < this.npeers; i++) if (this.peers[i] === peer) return;
-    this.peers[this.npeers++] = peer;
-  }
-
-  /** Drops the peer references, so a removed peer is not kept alive by a spare job. */
-  clear(): void {
-    for (let i = 0; i < this.npeers; i++) this.peers[i] = undefined as unknown as Peer;
-    this.npeers = 0;
-    this.count = 0;
-  }
-}
+/** An open batch: the peers whose queues its completion drains. */
+type OpenJob = CryptJob<Peer, undefined>;
 
 export class ReceivePath {
   private readonly board = new BatchBoard();
@@ -59,7 +33,7 @@ export class ReceivePath {
   private readonly freeSlots: number[] = [];
   private readonly targets: (DataTarget | undefined)[] = [];
   private readonly sources: (Endpoint | undefined)[] = [];
-  private readonly jobs = new Spares(() => new OpenJob(this.finished));
+  private readonly jobs = new Spares((): OpenJob => new CryptJob('open', BATCH, this.finished));
   /** The batch being filled: data packets of the current burst, dispatched at its end or when full. */
   private pending: OpenJob | null = null;
   /** Slots a completion drained from the peers' queues (at most every slot there is). */
@@ -158,7 +132,7 @@ export class ReceivePath {
       return;
     }
     const job = (this.pending ??= this.jobs.take());
-    job.addPeer(target.peer);
+    job.addPeer(target.peer, undefined);
     job.slots[job.count++] = s;
     // The rest of a partial batch goes at the end of the burst (onBatchEnd), which every bind signals.
     if (job.count === BATCH) this.dispatch();

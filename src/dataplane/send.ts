@@ -11,7 +11,7 @@ import { META_KEY, META_LEN, META_RESULT, type SlotArena } from '../queues/slots
 import type { SpscQueue } from '../queues/spsc.js';
 import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
-import { Spares, type CryptTask } from '../workers/batch.js';
+import { CryptJob, Spares } from '../workers/batch.js';
 import { writeDataHeader } from './transport.js';
 import { hostUnreachable } from './icmp.js';
 import { ipPacketLength } from './ippacket.js';
@@ -28,43 +28,8 @@ export interface Transmitter {
   flush(): void;
 }
 
-/** One seal batch: the task, and the peers (with the keypair each was sealed under) its completion drains. */
-class SealJob implements CryptTask {
-  readonly op = 'seal';
-  readonly slots = new Int32Array(BATCH);
-  count = 0;
-  mtu = 0;
-  seq = 0;
-  readonly peers: Peer[] = [];
-  readonly keypairs: Keypair[] = [];
-  npeers = 0;
-  /** Made once per job, so that handing a batch to the pool creates no closure. */
-  readonly done: (err?: unknown) => void;
-
-  constructor(finish: (job: SealJob, err?: unknown) => void) {
-    this.done = (err) => finish(this, err);
-  }
-
-  has(peer: Peer): boolean {
-    for (let i = 0; i < this.npeers; i++) if (this.peers[i] === peer) return true;
-    return false;
-  }
-
-  add(peer: Peer, keypair: Keypair): void {
-    this.peers[this.npeers] = peer;
-    this.keypairs[this.npeers++] = keypair;
-  }
-
-  /** Drops the peer references, so a removed peer is not kept alive by a spare job. */
-  clear(): void {
-    for (let i = 0; i < this.npeers; i++) {
-      this.peers[i] = undefined as unknown as Peer;
-      this.keypairs[i] = undefined as unknown as Keypair;
-    }
-    this.npeers = 0;
-    this.count = 0;
-  }
-}
+/** A seal batch; each peer's value is the keypair its packets were sealed under. */
+type SealJob = CryptJob<Peer, Keypair>;
 
 export class SendPath {
   private readonly board = new BatchBoard();
@@ -73,7 +38,7 @@ export class SendPath {
   private parked = false;
   private stopped = false;
   private readonly sentSlots: Int32Array;
-  private readonly jobs = new Spares(() => new SealJob(this.finished));
+  private readonly jobs = new Spares((): SealJob => new CryptJob('seal', BATCH, this.finished));
   private sentCount = 0;
 
   constructor(
@@ -182,7 +147,7 @@ export class SendPath {
       if (peer !== lastPeer) {
         lastPeer = peer;
         lastKp = kp;
-        if (!job.has(peer)) job.add(peer, kp);
+        job.addPeer(peer, kp);
       }
       writeDataHeader(buf, kp.remoteIndex);
       arena.set(s, META_KEY, kp.keySlot);
@@ -231,7 +196,7 @@ export class SendPath {
           n++;
         } else if (len > 0 && ep) this.device.drop('routing-loop');
       }
-      if (n) this.device.sent(peer, job.keypairs[p], bytes, n);
+      if (n) this.device.sent(peer, job.values[p], bytes, n);
     }
     // The queued datagrams point into the slots: they go back to the TUN reader only once sent.
     out.flush();

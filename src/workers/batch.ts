@@ -64,6 +64,48 @@ export function cryptBatch(task: CryptTask, suite: CipherSuite, arena: SlotArena
 }
 
 /**
+ * One crypto batch: the task itself, the peers its completion drains (each with what that completion needs of
+ * it, such as the keypair its packets were sealed under) and the completion callback, made once per job so that
+ * handing a batch to the pool creates no closure. Jobs are reused through Spares.
+ */
+export class CryptJob<P, V> implements CryptTask {
+  readonly slots: Int32Array;
+  count = 0;
+  mtu = 0;
+  seq = 0;
+  readonly peers: P[] = [];
+  readonly values: V[] = [];
+  npeers = 0;
+  readonly done: (err?: unknown) => void;
+
+  constructor(
+    readonly op: 'seal' | 'open',
+    size: number,
+    finish: (job: CryptJob<P, V>, err?: unknown) => void,
+  ) {
+    this.slots = new Int32Array(size);
+    this.done = (err) => finish(this, err);
+  }
+
+  /** Adds a peer (and its value) unless it is in the batch already. */
+  addPeer(peer: P, value: V): void {
+    for (let i = 0; i < this.npeers; i++) if (this.peers[i] === peer) return;
+    this.peers[this.npeers] = peer;
+    this.values[this.npeers++] = value;
+  }
+
+  /** Empties the job and drops its references, so a removed peer is not kept alive by a spare job. */
+  clear(): void {
+    for (let i = 0; i < this.npeers; i++) {
+      this.peers[i] = undefined as P;
+      this.values[i] = undefined as V;
+    }
+    this.npeers = 0;
+    this.count = 0;
+  }
+}
+
+/**
  * Batch jobs, reused: a job (its slot list, its completion callback and what that callback needs) goes back
  * once its task completed. Made fresh per batch, they were garbage on every hop of a lone ping (a task object,
  * an Int32Array outside the JS heap, closures and arrays): ~1 KB a packet, a page fault every few packets.

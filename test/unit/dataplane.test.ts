@@ -7,7 +7,7 @@ import { SpscQueue } from '../../src/queues/spsc.js';
 import { BatchBoard, SerialQueue } from '../../src/queues/serial.js';
 import { META_KEY, META_LEN, META_RESULT, SlotArena } from '../../src/queues/slots.js';
 import { KeyTable } from '../../src/workers/keytable.js';
-import { cryptBatch } from '../../src/workers/batch.js';
+import { CryptJob, cryptBatch, Spares } from '../../src/workers/batch.js';
 import { defaultSuite } from '../../src/crypto/index.js';
 import { writeDataHeader, sealedSize } from '../../src/dataplane/transport.js';
 import { hostUnreachable } from '../../src/dataplane/icmp.js';
@@ -208,4 +208,30 @@ test('drainInto hands out the same slots in the same order as drain, into a call
   assert.equal(q.drainInto(board, out, 2), 3);
   assert.deepEqual([...out], [-1, -1, 5, 6, 7, -1, -1, -1]);
   assert.equal(q.size, 0);
+});
+
+test('batch jobs are reused: a peer enters a job once, done() reaches the completion with its job, clear() forgets', () => {
+  const finished: [CryptJob<object, number>, unknown][] = [];
+  let made = 0;
+  const spares = new Spares(() => {
+    made++;
+    return new CryptJob<object, number>('seal', 4, (job, err) => finished.push([job, err]));
+  });
+  const peer = {};
+  const job = spares.take();
+  job.addPeer(peer, 1);
+  job.addPeer(peer, 2);
+  job.addPeer({}, 3);
+  assert.equal(job.npeers, 2, 'the same peer once');
+  assert.equal(job.values[0], 1, 'with the value it came with first');
+  job.done();
+  job.done('boom');
+  assert.deepEqual(finished, [[job, undefined], [job, 'boom']]);
+  job.clear();
+  assert.equal(job.npeers, 0);
+  assert.equal(job.peers[0], undefined, 'no reference to a peer is kept');
+  spares.give(job);
+  assert.equal(spares.take(), job, 'a given job comes back');
+  assert.notEqual(spares.take(), job, 'and only once');
+  assert.equal(made, 2);
 });
