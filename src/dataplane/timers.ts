@@ -45,13 +45,8 @@ const TIMER_NAMES: readonly TimerName[] = [
   'zeroKeyMaterial',
   'persistentKeepalive',
 ];
-const TIMER_INDEX: Readonly<Record<TimerName, number>> = {
-  retransmitHandshake: 0,
-  sendKeepalive: 1,
-  newHandshake: 2,
-  zeroKeyMaterial: 3,
-  persistentKeepalive: 4,
-};
+/** Each timer's place in TIMER_NAMES, which is its slot in PeerTimers.deadlines. */
+const TIMER_INDEX = Object.fromEntries(TIMER_NAMES.map((name, i) => [name, i])) as Readonly<Record<TimerName, number>>;
 
 export interface PeerTimersOptions {
   /** Persistent keepalive interval in seconds, 0 (the default) disables it. */

@@ -24,7 +24,7 @@ export class SlotArena {
   private constructor(readonly shape: SlotArenaShape) {
     const { sab, count, slotSize } = shape;
     this.meta = new Int32Array(sab, 0, count * META_WORDS);
-    // One slot more than the count: the control thread's scratch slot (scratchOffset), never queued.
+    // One slot more than the count: the control thread's scratch slot (see scratch), never queued.
     this.bytes = Buffer.from(sab, count * META_WORDS * 4, (count + 1) * slotSize);
   }
 
@@ -59,12 +59,12 @@ export class SlotArena {
   }
 
   /**
-   * Where the scratch slot starts in bytes: a packet whose slot has no payload views of its size yet is sealed
-   * or opened there and copied back (copyWithin, inside one buffer), so a lone packet makes no views. Used by
-   * the control thread only; workers make views, whose cost a whole batch shares.
+   * The scratch slot's number (one past the last queued slot): a packet whose slot has no payload views of its
+   * size yet is sealed or opened there and copied back (copyWithin, inside one buffer), so a lone packet makes
+   * no views. Used by the control thread only; workers make views, whose cost a whole batch shares.
    */
-  get scratchOffset(): number {
-    return this.shape.count * this.shape.slotSize;
+  get scratch(): number {
+    return this.shape.count;
   }
 
   offset(i: number): number {

@@ -321,7 +321,7 @@ class UdpBind implements Bind {
     let same = this.lastEp !== null && last[0] === family && last[1] === port && last[2] === (hasDst ? 1 : 0) && last[3] === srcIf;
     for (let w = 0; same && w < words; w++) same = last[4 + w] === ring.get(b, RX_ADDR + w) && (!hasDst || last[8 + w] === ring.get(b, RX_DST + w));
     if (same) return this.lastEp!;
-    const ep = this.lookupEndpoint(b, port, hasDst, srcIf);
+    const ep = this.lookupEndpoint(b, family, port, hasDst, srcIf);
     last[0] = family;
     last[1] = port;
     last[2] = hasDst ? 1 : 0;
@@ -334,9 +334,9 @@ class UdpBind implements Bind {
     return ep;
   }
 
-  private lookupEndpoint(b: number, port: number, hasDst: boolean, srcIf: number): Endpoint {
+  private lookupEndpoint(b: number, family: number, port: number, hasDst: boolean, srcIf: number): Endpoint {
     const ring = this.ring;
-    if (ring.get(b, RX_FAMILY) === 4) {
+    if (family === 4) {
       const word = ring.get(b, RX_ADDR) >>> 0;
       // Our address and the interface it came in on, as one key (interface indexes stay far below 2^20).
       const dst = hasDst ? (ring.get(b, RX_DST) >>> 0) * 1_048_576 + (srcIf & 0xfffff) : -1;

@@ -34,9 +34,9 @@ export function cryptBatch(task: CryptTask, suite: CipherSuite, arena: SlotArena
       if (!scratch || (pb.has(padded) && pb.has(padded + AEAD_TAG_SIZE))) out = sealPayload(suite, key, pb, len, task.mtu);
       else {
         const at = arena.offset(s);
-        const tmp = arena.scratchOffset;
+        const tmp = arena.offset(arena.scratch);
         arena.bytes.copyWithin(tmp, at, at + DATA_HEADER_SIZE + len);
-        out = sealPayload(suite, key, arena.slot(arena.count), len, task.mtu);
+        out = sealPayload(suite, key, arena.slot(arena.scratch), len, task.mtu);
         arena.bytes.copyWithin(at, tmp, tmp + out);
       }
       arena.set(s, META_RESULT, out);
@@ -52,9 +52,9 @@ export function cryptBatch(task: CryptTask, suite: CipherSuite, arena: SlotArena
       if (!scratch || (pb.has(n) && pb.has(n + AEAD_TAG_SIZE))) out = openPayload(suite, key, pb, len);
       else {
         const at = arena.offset(s);
-        const tmp = arena.scratchOffset;
+        const tmp = arena.offset(arena.scratch);
         arena.bytes.copyWithin(tmp, at, at + len);
-        out = openPayload(suite, key, arena.slot(arena.count), len);
+        out = openPayload(suite, key, arena.slot(arena.scratch), len);
         if (out > 0) arena.bytes.copyWithin(at + DATA_HEADER_SIZE, tmp + DATA_HEADER_SIZE, tmp + DATA_HEADER_SIZE + out);
       }
       arena.set(s, META_RESULT, out);
