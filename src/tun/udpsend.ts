@@ -201,7 +201,8 @@ const stickable = (src: Uint8Array): boolean => src.length === 4 || !(src[0] ===
 function writePktinfo(m: CMemory, c: number, src: Uint8Array): number {
   const v4 = src.length === 4;
   const space = v4 ? 32 : 40;
-  m.u8.fill(0, c, c + space);
+  const u8 = m.u8;
+  for (let i = c; i < c + space; i++) u8[i] = 0; // stores, not a C++ fill call per send (msghdr.ts)
   m.put64(c, CMSG_HDR + (v4 ? 12 : 20));
   m.i32[(c + 8) >> 2] = v4 ? IPPROTO_IP : IPPROTO_IPV6;
   m.i32[(c + 12) >> 2] = v4 ? IP_PKTINFO : IPV6_PKTINFO;

@@ -58,7 +58,7 @@ export class TunWriter {
       // Not in the arena: written on its own, after what is queued so the order holds.
       this.flush();
       const b = this.single;
-      b.fill(0, 0, VNET_HDR_LEN);
+      for (let i = 1; i < VNET_HDR_LEN; i++) b[i] = 0;
       b[0] = VNET_HDR_F_DATA_VALID;
       b.set(buf.subarray(off, off + len), VNET_HDR_LEN);
       this.emit(b, 0, VNET_HDR_LEN + len);
