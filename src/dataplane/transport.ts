@@ -4,7 +4,7 @@
 
 import { AEAD_TAG_SIZE, DATA_HEADER_SIZE, MESSAGE_DATA, MESSAGE_PADDING_MULTIPLE, REJECT_AFTER_TIME } from '../constants.js';
 import { fail, ok, type Result } from '../errors.js';
-import type { CipherSuite } from '../crypto/suite.js';
+import { zeroRange, type CipherSuite } from '../crypto/suite.js';
 import { Data, readU32, writeU32 } from '../handshake/messages.js';
 import type { Keypair } from './keypair.js';
 
@@ -57,8 +57,7 @@ export class PacketBuffer {
 export function sealPayload(suite: CipherSuite, key: Uint8Array, pb: PacketBuffer, len: number, mtu: number): number {
   const buf = pb.bytes;
   const padded = paddedLength(len, mtu);
-  // At most 15 bytes: a loop, not Buffer#fill, which is node's argument checking plus a C++ call per packet.
-  for (let i = DATA_HEADER_SIZE + len; i < DATA_HEADER_SIZE + padded; i++) buf[i] = 0;
+  zeroRange(buf, DATA_HEADER_SIZE + len, DATA_HEADER_SIZE + padded);
   const lo = readU32(buf, Data.counter);
   const hi = readU32(buf, Data.counter + 4);
   return DATA_HEADER_SIZE + suite.seal(pb.payload(padded + AEAD_TAG_SIZE), key, lo, hi, pb.payload(padded), null);

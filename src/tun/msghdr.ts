@@ -4,6 +4,7 @@
 // valid; pointers are written as two u32 halves so no BigInt is made per packet.
 
 import { isV4Mapped } from '../ip.js';
+import { zeroRange } from '../crypto/suite.js';
 import { addressOf } from './sys.js';
 
 export const MSGHDR = { name: 0, namelen: 8, iov: 16, iovlen: 24, control: 32, controllen: 40, flags: 48 } as const;
@@ -57,8 +58,7 @@ export class CMemory {
  */
 export function writeSockaddr(m: CMemory, off: number, addr: Uint8Array, port: number): number {
   const u8 = m.u8;
-  // Stores, not TypedArray#fill: a range fill is a C++ builtin call, which costs more than 28 stores per send.
-  for (let i = off; i < off + SOCKADDR_SIZE; i++) u8[i] = 0;
+  zeroRange(u8, off, off + SOCKADDR_SIZE);
   u8[off + 2] = port >> 8;
   u8[off + 3] = port & 0xff;
   if (addr.length === 4 || isV4Mapped(addr)) {

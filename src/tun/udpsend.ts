@@ -11,7 +11,7 @@ import type { Endpoint } from '../peer.js';
 import { CMemory, CMSG_HDR, IOVEC_SIZE, MSGHDR, SOCKADDR_SIZE, writeSockaddr } from './msghdr.js';
 import { E } from './libc.js'; // constants only
 import { IPPROTO_IP, IPPROTO_IPV6, IP_PKTINFO, IPV6_PKTINFO, SOL_UDP, UDP_SEGMENT, addressOf, sendmsg } from './sys.js';
-import { equal } from '../crypto/suite.js';
+import { equal, zeroRange } from '../crypto/suite.js';
 
 /** udp(7): at most 64 segments per GSO send; and the whole run must fit one 64 KB UDP datagram. */
 export const GSO_MAX_SEGMENTS = 64;
@@ -201,8 +201,7 @@ const stickable = (src: Uint8Array): boolean => src.length === 4 || !(src[0] ===
 function writePktinfo(m: CMemory, c: number, src: Uint8Array): number {
   const v4 = src.length === 4;
   const space = v4 ? 32 : 40;
-  const u8 = m.u8;
-  for (let i = c; i < c + space; i++) u8[i] = 0; // stores, not a C++ fill call per send (msghdr.ts)
+  zeroRange(m.u8, c, c + space);
   m.put64(c, CMSG_HDR + (v4 ? 12 : 20));
   m.i32[(c + 8) >> 2] = v4 ? IPPROTO_IP : IPPROTO_IPV6;
   m.i32[(c + 12) >> 2] = v4 ? IP_PKTINFO : IPV6_PKTINFO;

@@ -7,6 +7,7 @@
 
 import { GRO_MAX_PACKET, GroTable, VNET_HDR_F_DATA_VALID, VNET_HDR_LEN } from '../dataplane/offload.js';
 import { CMemory, IOVEC_SIZE } from './msghdr.js';
+import { zeroRange } from '../crypto/suite.js';
 import { addressOf } from './sys.js';
 import type { TunDevice } from './tun.js';
 
@@ -58,7 +59,7 @@ export class TunWriter {
       // Not in the arena: written on its own, after what is queued so the order holds.
       this.flush();
       const b = this.single;
-      for (let i = 1; i < VNET_HDR_LEN; i++) b[i] = 0;
+      zeroRange(b, 0, VNET_HDR_LEN);
       b[0] = VNET_HDR_F_DATA_VALID;
       b.set(buf.subarray(off, off + len), VNET_HDR_LEN);
       this.emit(b, 0, VNET_HDR_LEN + len);
