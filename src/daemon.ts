@@ -19,6 +19,8 @@ import { watchLink, type LinkEvent, type TunDevice } from './tun/tun.js';
 import { NetWatch } from './tun/netwatch.js';
 import { LoopGuard } from './tun/route.js';
 import { TunWriter } from './tun/writer.js';
+import { QuietYield } from './tun/cpuyield.js';
+import { schedYield } from './tun/sys.js';
 import type { Endpoint } from './peer.js';
 import { listenUapi, serveUapi, type UapiServer } from './uapi/server.js';
 import type { UapiHost } from './uapi/uapi.js';
@@ -114,10 +116,21 @@ export class Daemon implements UapiHost {
       error: (msg) => log.error(msg),
       verbose: (msg) => log.verbose(msg),
     });
+    // Datagrams queued since the last flush: a lone one on a quiet tunnel yields the CPU once sent (cpuyield.ts).
+    let queued = 0;
+    const quiet = new QuietYield(systemClock, schedYield);
     const out = {
       usable: (to: Endpoint) => !this.loops(to),
-      queue: (buf: Uint8Array, off: number, len: number, to: Endpoint) => this.bind.queue(buf, off, len, to),
-      flush: () => this.bind.flush(),
+      queue: (buf: Uint8Array, off: number, len: number, to: Endpoint) => {
+        queued++;
+        this.bind.queue(buf, off, len, to);
+      },
+      flush: () => {
+        this.bind.flush();
+        const n = queued;
+        queued = 0;
+        quiet.sent(n);
+      },
     };
     this.send = new SendPath(this.device, this.outbound, this.ready, this.free, this.pool, out,
       (pkt) => this.writeTun(pkt, 0, pkt.length), log.error, this.io === 'loop' ? this.feed : null);

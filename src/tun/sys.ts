@@ -1,6 +1,7 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
 // getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
-// read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2), close(2), sched_setscheduler(2) for
+// read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2), close(2), sched_yield(2) after a lone
+// send (cpuyield.ts), sched_setscheduler(2) for
 // node's helper threads (threads.ts), and sched_getaffinity(2)/sched_setaffinity(2) for the bench's footprint
 // probe (bench/footprint.ts). Unlike libc.ts (ffi-rs,
 // ~11 us per call here and unusable off the main thread), koffi costs ~0.15 us per call and works in worker
@@ -41,6 +42,7 @@ interface Sys {
   fcntl: Fn;
   shutdown: Fn;
   close: Fn;
+  schedYield: Fn;
   setScheduler: Fn;
   getAffinity: Fn;
   setAffinity: Fn;
@@ -69,6 +71,7 @@ function load(): Sys {
     fcntl: lib.func('int fcntl(int, int, int)') as Fn,
     shutdown: lib.func('int shutdown(int, int)') as Fn,
     close: lib.func('int close(int)') as Fn,
+    schedYield: lib.func('int sched_yield()') as Fn,
     setScheduler: lib.func('int sched_setscheduler(int, int, void *)') as Fn,
     getAffinity: lib.func('int sched_getaffinity(int, uint64_t, void *)') as Fn,
     setAffinity: lib.func('int sched_setaffinity(int, uint64_t, void *)') as Fn,
@@ -165,6 +168,11 @@ export function setNonBlocking(fd: number): number {
 export function shutdown(fd: number, how: number): number {
   const s = load();
   return check(s, s.shutdown(fd, how));
+}
+
+/** sched_yield(2): the caller goes to the back of its CPU's run queue. Always succeeds on Linux. */
+export function schedYield(): void {
+  load().schedYield();
 }
 
 export function close(fd: number): number {
