@@ -126,9 +126,9 @@ export class Daemon implements UapiHost {
         this.bind.queue(buf, off, len, to);
       },
       flush: () => {
-        this.bind.flush();
         const n = queued;
         queued = 0;
+        this.bind.flush();
         quiet.sent(n);
       },
     };

@@ -1,11 +1,10 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
 // getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
 // read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2), close(2), sched_yield(2) after a lone
-// send (cpuyield.ts), sched_setscheduler(2) for
-// node's helper threads (threads.ts), and sched_getaffinity(2)/sched_setaffinity(2) for the bench's footprint
-// probe (bench/footprint.ts). Unlike libc.ts (ffi-rs,
-// ~11 us per call here and unusable off the main thread), koffi costs ~0.15 us per call and works in worker
-// threads, which is what batching the UDP path needs.
+// send (cpuyield.ts), sched_setscheduler(2) for node's helper threads (threads.ts), and
+// sched_getaffinity(2)/sched_setaffinity(2) for the bench's footprint probe (bench/footprint.ts). Unlike
+// libc.ts (ffi-rs, ~11 us per call here and unusable off the main thread), koffi costs ~0.15 us per call and
+// works in worker threads, which is what batching the UDP path needs.
 // Every function returns the C result or -errno and never throws.
 
 import { createRequire } from 'node:module';
