@@ -49,7 +49,7 @@ export interface TopologySample {
   /** The same ping 2 ms apart (-i 0.002): the tunnel busy, so each hop finds its code and data still cached. */
   rttBusyMs?: number | null;
   /**
-   * The 20 ms ping again, right after the 2 ms one: as idle between pings, but by then V8 has optimised the
+   * The 20 ms ping again, 300 ms after the 2 ms one: as idle between pings, but by then V8 has optimised the
    * code a lone packet runs (right after the TCP warm-up much of it is still baseline code).
    */
   rttWarmMs?: number | null;
