@@ -4,10 +4,10 @@
 // sendmsg(2). If it was merely runnable (it had been preempted by us earlier), it waits until our turn ends,
 // and the bookkeeping after the send (returning through libuv to epoll, ~30 us on an idle VM) sits on the
 // packet's path. sched_yield(2) right after the send lets it run first. A ping through two wgts daemons on one
-// machine was 5-12% faster in five of six A/B runs (10-16 rounds each) and level in the sixth; the same yield
-// after TUN writes gained nothing (the reader preempts us there). A send within QUIET_MS of the previous one
-// never yields: at 1 ms a TCP run still yielded on ~8% of its ACKs (the stream's pauses), at 5 ms about 10
-// times a second.
+// machine was 5-12% faster in five of six A/B runs (10-16 rounds each) and level in the sixth. The same yield
+// after TUN writes gained nothing in two A/Bs, though the reader then ran ~6 us sooner (medians), so it is not
+// done. A send within QUIET_MS of the previous one never yields: at 1 ms a TCP run still yielded on ~8% of its
+// ACKs (the stream's pauses), at 5 ms about 10 times a second.
 
 import type { Clock } from '../clock.js';
 
