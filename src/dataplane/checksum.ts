@@ -46,6 +46,12 @@ function wordsOf(ab: ArrayBufferLike): Uint32Array {
   return wordsView;
 }
 
+// Both paths run once at load, and fold() sees a sum beyond 2^31 (not a small integer): a daemon that receives a
+// TCP stream sums only short headers until the stream ends, and V8's optimised code for its TUN reader, which had
+// never seen the word path, was thrown away then, just before a ping's (traced; needs node's
+// --no-lazy-feedback-allocation, which bin/wgts sets, or the calls record nothing).
+sum16(new Uint8Array(64).fill(0xff), 0, 64);
+
 /** Folds the carries of an unfolded sum into 16 bits (end-around carry); the result is NOT complemented. */
 export function fold(sum: number): number {
   // Division rather than >>> so sums at or beyond 2^32 (possible when many sums are added) stay exact.

@@ -25,6 +25,9 @@ export const GRO_MAX_PACKET = 65535;
 
 const TCP_PSH = 0x08;
 const TCP_ACK = 0x10;
+/** A constant, not `TCP_ACK | TCP_PSH` in classify(): that operation ran only for flags other than a bare ACK,
+ * which a sender's receive path first met at its transfer's end, and it deoptimised classify() there (traced). */
+const TCP_ACK_PSH = TCP_ACK | TCP_PSH;
 const PROTO_TCP = 6;
 
 /** struct virtio_net_hdr, decoded. gsoType keeps the ECN bit (0x80) as read. */
@@ -210,10 +213,10 @@ export class GroTable {
     const c = this.classify(pkt, off, len);
     if (c >= 0) {
       const k = this.findOpen(pkt, off);
-      if (k >= 0) {
-        if (c === 1 && this.tryAppend(k, pkt, off, len)) return true;
-        this.close(k); // same flow but it cannot join: later segments must not overtake this one
-      }
+      if (k >= 0 && c === 1 && this.tryAppend(k, pkt, off, len)) return true;
+      // Same flow but it cannot join: later segments must not overtake this one. Called for k = -1 (no flow, a
+      // no-op) too: a call that a stream makes only now and then deoptimised push(), on every packet's path.
+      this.close(k);
     }
     if (this.used >= this.at.length) return false;
     const s = this.used;
@@ -321,7 +324,7 @@ export class GroTable {
     this.thl = thl;
     if (!ok) return 0;
     const f = pkt[t + 13];
-    if ((f !== TCP_ACK && f !== (TCP_ACK | TCP_PSH)) || len === ipHl + thl) return 0;
+    if ((f !== TCP_ACK && f !== TCP_ACK_PSH) || len === ipHl + thl) return 0;
     if (!this.verifyTcp) return 1;
     const tcpLen = len - ipHl;
     const sum = sum16(pkt, v === 4 ? off + 12 : off + 8, v === 4 ? 8 : 32, PROTO_TCP + tcpLen);
@@ -389,7 +392,7 @@ export class GroTable {
     this.nextSeq[s] = (this.nextSeq[s] + pay) >>> 0;
     const psh = (pkt[pt + 13] & TCP_PSH) !== 0;
     if (psh) b[bt + 13] |= TCP_PSH;
-    if (psh || pay < this.gso[s]) this.close(k);
+    this.close(psh || pay < this.gso[s] ? k : -1); // called every time, as in push()
     return true;
   }
 

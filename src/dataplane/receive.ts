@@ -21,7 +21,7 @@ import { BATCH } from './send.js';
  * as the kernel's handshake queue does, and "under load" follows from its length.
  */
 const HANDSHAKE_BUDGET_MS = 1;
-/** Datagrams up to this size are copied into their slot by copySmall (measured: ~57 ns for 96 bytes). */
+/** Datagrams up to this size are copied into their slot word by word (measured: ~57 ns for 96 bytes). */
 const SMALL_COPY = 256;
 
 /** An open batch: the peers whose queues its completion drains. */
@@ -38,7 +38,7 @@ export class ReceivePath {
   private pending: OpenJob | null = null;
   /** Slots a completion drained from the peers' queues (at most every slot there is). */
   private readonly drained: Int32Array;
-  /** copySmall's views: the arena's, and the bind's receive buffer's (the bind reuses one buffer). */
+  /** copyIn's views: the arena's, and the bind's receive buffer's (the bind reuses one buffer). */
   private readonly arenaView: DataView;
   private copyFrom: Uint8Array | null = null;
   private copyFromView: DataView | null = null;
@@ -59,6 +59,12 @@ export class ReceivePath {
     for (let i = arena.count - 1; i >= 0; i--) this.freeSlots.push(i);
     this.drained = new Int32Array(arena.count);
     this.arenaView = new DataView(arena.bytes.buffer, arena.bytes.byteOffset, arena.bytes.byteLength);
+    // Both kinds of copy run once now (slot 0 onto itself), so V8 has seen both when it optimises data(): a
+    // sending peer gets only small datagrams (ACKs) until its transfer ends, and its first large one sent data()
+    // back to baseline code just as the tunnel went quiet (traced). Needs node's --no-lazy-feedback-allocation
+    // (bin/wgts); without it these calls record nothing and cost nothing.
+    this.copyIn(arena.bytes, 0, SMALL_COPY + 1, 0);
+    this.copyIn(arena.bytes, 0, 1, 0);
   }
 
   /** Every datagram from the UDP bind: `len` bytes at `off` in `buf`, valid during the call. Never throws. */
@@ -75,7 +81,7 @@ export class ReceivePath {
   /** After each burst from the bind: its data packets are opened now, not one event-loop phase later. */
   onBatchEnd = (): void => {
     try {
-      if (this.pending) this.dispatch();
+      this.dispatch(this.pending !== null);
     } catch (e) {
       this.log(`receive path: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       this.device.drop('internal');
@@ -105,8 +111,7 @@ export class ReceivePath {
     // Copied into its slot first: the slot is what the workers open, and dataTarget reads it in place.
     const bytes = this.arena.bytes;
     const at = this.arena.offset(s);
-    if (len <= SMALL_COPY) this.copySmall(buf, off, len, at);
-    else bytes.set(buf.subarray(off, off + len), at);
+    this.copyIn(buf, off, len, at);
     const target = this.device.dataTarget(this.arena.slot(s).bytes);
     if (typeof target === 'string') {
       this.release(s);
@@ -135,15 +140,22 @@ export class ReceivePath {
     job.addPeer(target.peer, undefined);
     job.slots[job.count++] = s;
     // The rest of a partial batch goes at the end of the burst (onBatchEnd), which every bind signals.
-    if (job.count === BATCH) this.dispatch();
+    // Called every time rather than under `if`: a call that never ran deoptimised data() when a batch first
+    // filled, late in a transfer (traced).
+    this.dispatch(job.count === BATCH);
   }
 
   /**
-   * Copies a small datagram (a ping, a keepalive, a TCP ACK) into the arena at `at` through DataViews kept
-   * across calls: the subarray that TypedArray.set needs is garbage on every datagram, and copying two buffers
-   * word by word costs no more than that for packets this small. Larger ones amortise their subarray.
+   * Copies a datagram into the arena at `at`. A small one (a ping, a keepalive, a TCP ACK) goes word by word
+   * through DataViews kept across calls: the subarray that TypedArray.set needs is garbage on every datagram,
+   * and copying two buffers word by word costs no more than that for packets this small. Larger ones amortise
+   * their subarray.
    */
-  private copySmall(buf: Uint8Array, off: number, len: number, at: number): void {
+  private copyIn(buf: Uint8Array, off: number, len: number, at: number): void {
+    if (len > SMALL_COPY) {
+      this.arena.bytes.set(buf.subarray(off, off + len), at);
+      return;
+    }
     if (buf !== this.copyFrom) {
       this.copyFrom = buf;
       this.copyFromView = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -172,7 +184,7 @@ export class ReceivePath {
 
   private flush = (): void => {
     this.flushScheduled = false;
-    if (this.pending) this.dispatch();
+    this.dispatch(this.pending !== null);
     const hs = this.handshakes;
     const stop = performance.now() + HANDSHAKE_BUDGET_MS;
     while (hs.length) {
@@ -185,8 +197,10 @@ export class ReceivePath {
     if (hs.length) this.scheduleFlush(); // the rest waits for the next turn, and counts as backlog there
   };
 
-  private dispatch(): void {
-    const job = this.pending!;
+  /** Sends the pending batch to the pool, if `now`. */
+  private dispatch(now: boolean): void {
+    const job = now ? this.pending : null;
+    if (job === null) return;
     this.pending = null;
     job.seq = this.board.open();
     job.mtu = this.device.mtu;

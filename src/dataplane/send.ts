@@ -80,11 +80,13 @@ export class SendPath {
     this.stopped = true;
   }
 
-  private schedule = (): void => {
-    if (this.scheduled || this.stopped) return;
+  private schedule = (): void => this.scheduleIf(true);
+
+  private scheduleIf(more: boolean): void {
+    if (!more || this.scheduled || this.stopped) return;
     this.scheduled = true;
     setImmediate(this.pump);
-  };
+  }
 
   /** One event-loop turn of work, then yield: the UAPI, timers and the receive path share this thread. */
   private pump = (): void => {
@@ -95,8 +97,11 @@ export class SendPath {
 
   /** More to take: another turn. Nothing, while a reader thread fills the queue: sleep on it. */
   private next(): void {
-    if (this.ready.size > 0) return this.schedule();
-    if (!this.parked && !this.stopped && (!this.feed || this.feed.threadReads)) {
+    const more = this.ready.size > 0;
+    // Called every time rather than under `if (more)`: a TCP stream read by this thread may leave nothing queued
+    // until it ends, and a call that never ran deoptimised kick() there, on a lone packet's path (traced).
+    this.scheduleIf(more);
+    if (!more && !this.parked && !this.stopped && (!this.feed || this.feed.threadReads)) {
       this.parked = true;
       void this.ready.waitAsync().then(() => {
         this.parked = false;

@@ -31,7 +31,12 @@ export function writeDataHeader(buf: Uint8Array, receiver: number): void {
  * it, sealing and opening where a packet lies allocates nothing once each padded size has been seen.
  */
 export class PacketBuffer {
-  private readonly views: Buffer[] = [];
+  /**
+   * A Map, not an array indexed by length: an empty array and one holding a view at index ~1400 (a sparse,
+   * dictionary-mode array) have different hidden classes, and the optimised seal saw the second kind only late
+   * in a transfer and deoptimised there (traced). A Map's lookup is the same hash lookup.
+   */
+  private readonly views = new Map<number, Buffer>();
 
   constructor(readonly bytes: Buffer) {}
 
@@ -41,12 +46,14 @@ export class PacketBuffer {
 
   /** Whether payload(len) would return a view made earlier (and so allocate nothing). */
   has(len: number): boolean {
-    return this.views[len] !== undefined;
+    return this.views.has(len);
   }
 
   /** bytes[16, 16 + len): a transport message's payload area. */
   payload(len: number): Buffer {
-    return (this.views[len] ??= this.bytes.subarray(DATA_HEADER_SIZE, DATA_HEADER_SIZE + len));
+    let v = this.views.get(len);
+    if (v === undefined) this.views.set(len, (v = this.bytes.subarray(DATA_HEADER_SIZE, DATA_HEADER_SIZE + len)));
+    return v;
   }
 }
 

@@ -67,13 +67,13 @@ export class GsoSender {
    * moves, and its bytes must stay as they are until flush().
    */
   queue(buf: Uint8Array, off: number, len: number, to: Endpoint): void {
-    if (
+    const cut =
       this.runCount > 0 &&
       ((to !== this.runTo && !sameEndpoint(to, this.runTo!)) || this.runClosed || len > this.runSeg || this.runCount === GSO_MAX_SEGMENTS ||
-        this.runBytes + len > GSO_MAX_BYTES || !this.gso)
-    ) {
-      this.flush();
-    }
+        this.runBytes + len > GSO_MAX_BYTES || !this.gso);
+    // Called every time rather than under `if (cut)`: a bulk stream may not cut a run until it ends, and a call
+    // that never ran is a deoptimisation waiting in the optimised code for the first reply after it (traced).
+    this.sendRun(cut);
     if (this.runCount === 0) {
       this.runTo = to;
       this.runSeg = len;
@@ -94,7 +94,12 @@ export class GsoSender {
 
   /** Sends the current run. */
   flush(): void {
-    const n = this.runCount;
+    this.sendRun(true);
+  }
+
+  /** Sends the current run if `now`. */
+  private sendRun(now: boolean): void {
+    const n = now ? this.runCount : 0;
     if (n === 0) return;
     const to = this.runTo!;
     this.runCount = 0;

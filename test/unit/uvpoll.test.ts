@@ -111,3 +111,32 @@ test('RxDrainer: datagrams land in ring buffers with length, sender and port; em
     sys.close(fd);
   }
 });
+
+test('RxDrainer: a full call followed by an empty socket, and a closed socket; no buffer is lost either way', async () => {
+  const { fd, port } = loopbackSocket();
+  const ring = RxRing.create(VLEN * 2, 2048);
+  const drainer = new RxDrainer(ring);
+  try {
+    // Exactly one call's worth: the second call finds the socket empty (EAGAIN) and gives its buffers back.
+    await sendAll(port, Array.from({ length: VLEN }, (_, i) => Buffer.alloc(10, i)));
+    assert.equal(drainer.drain(fd, 4), DRAINED);
+    assert.equal(ring.ready.size, VLEN);
+    while (ring.ready.size > 0) ring.free.push(ring.ready.pop());
+    await sendAll(port, Array.from({ length: 2 * VLEN - 1 }, () => Buffer.from('y')));
+    assert.equal(drainer.drain(fd, 4), DRAINED, 'every buffer the empty call took came back for these');
+    assert.equal(ring.ready.size, 2 * VLEN - 1);
+  } finally {
+    sys.close(fd);
+  }
+  assert.equal(drainer.drain(fd, 1), -libc.E.EBADF, 'a closed socket is reported, not taken for an empty one');
+  // Every buffer is still usable: the ones the failed calls took are used first by the next read.
+  while (ring.ready.size > 0) ring.free.push(ring.ready.pop());
+  const other = loopbackSocket();
+  try {
+    await sendAll(other.port, Array.from({ length: 2 * VLEN }, () => Buffer.from('z')));
+    assert.equal(drainer.drain(other.fd, 4), NO_BUFFERS);
+    assert.equal(ring.ready.size, 2 * VLEN);
+  } finally {
+    sys.close(other.fd);
+  }
+});
