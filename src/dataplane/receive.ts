@@ -63,7 +63,7 @@ export class ReceivePath {
     // sending peer gets only small datagrams (ACKs) until its transfer ends, and its first large one sent data()
     // back to baseline code just as the tunnel went quiet (traced). Needs node's --no-lazy-feedback-allocation
     // (bin/wgts); without it these calls record nothing and cost nothing.
-    this.copyIn(arena.bytes, 0, SMALL_COPY + 1, 0);
+    if (arena.bytes.length > SMALL_COPY) this.copyIn(arena.bytes, 0, SMALL_COPY + 1, 0);
     this.copyIn(arena.bytes, 0, 1, 0);
   }
 
