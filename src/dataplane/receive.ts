@@ -81,7 +81,7 @@ export class ReceivePath {
   /** After each burst from the bind: its data packets are opened now, not one event-loop phase later. */
   onBatchEnd = (): void => {
     try {
-      this.dispatch(this.pending !== null);
+      this.dispatch(true);
     } catch (e) {
       this.log(`receive path: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       this.device.drop('internal');
@@ -184,7 +184,7 @@ export class ReceivePath {
 
   private flush = (): void => {
     this.flushScheduled = false;
-    this.dispatch(this.pending !== null);
+    this.dispatch(true);
     const hs = this.handshakes;
     const stop = performance.now() + HANDSHAKE_BUDGET_MS;
     while (hs.length) {
@@ -197,7 +197,7 @@ export class ReceivePath {
     if (hs.length) this.scheduleFlush(); // the rest waits for the next turn, and counts as backlog there
   };
 
-  /** Sends the pending batch to the pool, if `now`. */
+  /** Sends the pending batch, if any, to the pool when `now`. */
   private dispatch(now: boolean): void {
     const job = now ? this.pending : null;
     if (job === null) return;
