@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { runCoreBench } from './core.js';
+import { describeDamon, readDamon } from './damon.js';
 import { chartPathFor, renderChart } from './chart.js';
 import { formatTunnelTable, runTunnelBench, type TunnelBenchResult } from './tunnel.js';
 import { missingPrerequisites } from '../test/harness/netns.js';
@@ -24,7 +25,8 @@ function cpuModel(): string {
     return cpus()[0]?.model ?? 'unknown CPU';
   }
 }
-const system = { cores: cpus().length, cpuModel: cpuModel(), kernel: release(), node: process.version };
+const damon = readDamon();
+const system = { cores: cpus().length, cpuModel: cpuModel(), kernel: release(), node: process.version, damon };
 
 const rows: [string, string][] = [
   ['handshakes per second (one core, create+consume both messages)', core.handshakesPerSecond.toFixed(0)],
@@ -34,6 +36,7 @@ const rows: [string, string][] = [
 ];
 const w = Math.max(...rows.map((r) => r[0].length));
 console.log(`wgts core benchmark, ${started.toISOString()}, ${system.cores} x ${system.cpuModel}, kernel ${system.kernel}, Node ${system.node}`);
+console.log(describeDamon(damon));
 for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
 
 let tunnel: TunnelBenchResult | undefined;
