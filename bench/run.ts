@@ -1,6 +1,7 @@
 // `npm run bench`: the protocol-core benchmark, then the tunnel benchmark against wireguard-go (root, namespaces);
 // prints both tables and writes one JSON file per run under bench/results/, named by date.
-// With the tunnel benchmark it also draws bench/results/bench-<date>.svg (bench/chart.ts) from that JSON.
+// With the tunnel benchmark it also draws bench/results/bench-<date>.svg (bench/chart.ts) from that JSON, and
+// traces ping round trips hop by hop for both implementations (bench/hops.ts; needs perf).
 // Flags: --quick (core: short; tunnel: 1 round, 2 s per iperf3 run), --no-tunnel (core only, no root needed).
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { runCoreBench } from './core.js';
 import { describeDamon, readDamon } from './damon.js';
 import { chartPathFor, renderChart } from './chart.js';
 import { formatTunnelTable, runTunnelBench, type TunnelBenchResult } from './tunnel.js';
+import { formatHops, traceHops, type HopsResult } from './hops.js';
 import { missingPrerequisites } from '../test/harness/netns.js';
 
 const quick = process.argv.includes('--quick');
@@ -40,6 +42,7 @@ console.log(describeDamon(damon));
 for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
 
 let tunnel: TunnelBenchResult | undefined;
+let hops: HopsResult[] | undefined;
 let tunnelSkipped: string | undefined;
 if (noTunnel) {
   tunnelSkipped = '--no-tunnel';
@@ -57,13 +60,16 @@ if (noTunnel) {
     console.log(formatTunnelTable(tunnel));
     const problems = tunnel.samples.flatMap((s) => s.problems.map((p) => `round ${s.round + 1} ${s.config}: ${p}`));
     if (problems.length) console.log(`problems:\n  ${problems.join('\n  ')}`);
+    console.error('tracing ping round trips hop by hop (bench/hops.ts)');
+    hops = [await traceHops('wgts'), await traceHops('wggo')];
+    console.log(`\n${formatHops(hops)}`);
   }
 }
 
 const dir = new URL('../../bench/results/', import.meta.url);
 mkdirSync(dir, { recursive: true });
 const file = new URL(`bench-${started.toISOString().replace(/[:.]/g, '-')}.json`, dir);
-const out = { date: started.toISOString(), machine, system, host: hostname(), quick, core, tunnel: tunnel ?? null, tunnelSkipped: tunnelSkipped ?? null };
+const out = { date: started.toISOString(), machine, system, host: hostname(), quick, core, tunnel: tunnel ?? null, hops: hops ?? null, tunnelSkipped: tunnelSkipped ?? null };
 writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
 console.log(`wrote ${file.pathname}`);
 if (tunnel) {

@@ -236,12 +236,20 @@ export async function pingFootprint(t: Topology, pid: number): Promise<number | 
 }
 
 /** Pings until the handshake is done (at most ~10 s). */
-async function handshake(t: Topology): Promise<boolean> {
+export async function handshake(t: Topology): Promise<boolean> {
   for (let i = 0; i < 10; i++) {
     const r = await t.exec(t.a, ['ping', '-c', '1', '-W', '1', t.b.tunnel4], { timeoutMs: 5000 });
     if (r.code === 0) return true;
   }
   return false;
+}
+
+/** The state every RTT figure is taken in: 1 s of TCP a -> b (JIT, TCP caches), then 300 ms idle. */
+export async function warmUp(t: Topology): Promise<void> {
+  const server = await startServer(t, 1);
+  await t.exec(t.a, ['iperf3', '-c', t.b.tunnel4, '-p', IPERF_PORT, '-t', '1'], { timeoutMs: 16_000 });
+  await server.done;
+  await sleep(300);
 }
 
 async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l: string) => void): Promise<TopologySample> {
