@@ -244,7 +244,7 @@ export async function handshake(t: Topology): Promise<boolean> {
   return false;
 }
 
-/** The state every RTT figure is taken in: 1 s of TCP a -> b (JIT, TCP caches), then 300 ms idle. */
+/** The state measure() takes its RTT figures in (it gets there through iperf()): 1 s of TCP a -> b, then 300 ms idle. */
 export async function warmUp(t: Topology): Promise<void> {
   const server = await startServer(t, 1);
   await t.exec(t.a, ['iperf3', '-c', t.b.tunnel4, '-p', IPERF_PORT, '-t', '1'], { timeoutMs: 16_000 });
