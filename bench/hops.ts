@@ -15,9 +15,14 @@ import { Topology, sleep, type Impl } from '../test/harness/netns.js';
 import { handshake, warmUp } from './tunnel.js';
 import { median } from './stats.js';
 
-const NR = { read: 0, write: 1, poll: 7, readv: 19, writev: 20, sendto: 44, sendmsg: 46, recvmsg: 47, epollWait: 232, ppoll: 271, epollPwait: 281, recvmmsg: 299, sendmmsg: 307, epollPwait2: 441 } as const;
+const NR = {
+  read: 0, write: 1, poll: 7, readv: 19, writev: 20, sendto: 44, sendmsg: 46, recvmsg: 47,
+  epollWait: 232, ppoll: 271, epollPwait: 281, recvmmsg: 299, sendmmsg: 307, epollPwait2: 441,
+} as const;
 /** Calls a thread sleeps in until a packet comes: a daemon "wakes" when one returns that began before the cue. */
-const WAITS: ReadonlySet<number> = new Set([NR.read, NR.poll, NR.readv, NR.recvmsg, NR.epollWait, NR.ppoll, NR.epollPwait, NR.recvmmsg, NR.epollPwait2]);
+const WAITS: ReadonlySet<number> = new Set([
+  NR.read, NR.poll, NR.readv, NR.recvmsg, NR.epollWait, NR.ppoll, NR.epollPwait, NR.recvmmsg, NR.epollPwait2,
+]);
 const SENDS: ReadonlySet<number> = new Set([NR.sendto, NR.sendmsg, NR.sendmmsg]);
 const WRITES: ReadonlySet<number> = new Set([NR.write, NR.writev]);
 
@@ -87,7 +92,8 @@ export function cutRoundTrips(events: SysEvent[], tunFds: Record<'a' | 'b', Read
       const woke = (who: Actor): boolean => e.actor === who && !e.enter && WAITS.has(e.nr) && began !== undefined && began < cue;
       const tunWrite = (who: 'a' | 'b'): boolean => e.actor === who && e.enter && WRITES.has(e.nr) && tunFds[who].has(e.arg0);
       const send = (who: Actor): boolean => e.actor === who && e.enter && SENDS.has(e.nr);
-      const hit = [woke('a'), send('a'), woke('b'), tunWrite('b'), send('b'), tunWrite('a'), e.actor === 'ping' && !e.enter && e.nr === NR.recvmsg][step];
+      const replied = e.actor === 'ping' && !e.enter && e.nr === NR.recvmsg;
+      const hit = [woke('a'), send('a'), woke('b'), tunWrite('b'), send('b'), tunWrite('a'), replied][step];
       if (hit) at.push(e.us);
     }
     if (at.length < 8) continue;
