@@ -244,11 +244,15 @@ export async function handshake(t: Topology): Promise<boolean> {
   return false;
 }
 
-/** The state measure() takes its RTT figures in (it gets there through iperf()): 1 s of TCP a -> b, then 300 ms idle. */
-export async function warmUp(t: Topology): Promise<void> {
-  const server = await startServer(t, 1);
-  await t.exec(t.a, ['iperf3', '-c', t.b.tunnel4, '-p', IPERF_PORT, '-t', '1'], { timeoutMs: 16_000 });
-  await server.done;
+/** No daemons to account for: iperf() then takes no CPU or GC figures. */
+const UNCOUNTED: Daemons = { pids: [], gcPids: [], gcDir: '' };
+
+/**
+ * The state every RTT figure is taken in: 1 s of TCP a -> b (JIT, TCP caches), not counted, then 300 ms idle.
+ * `d` only lets measure() keep its daemons' probes in the run.
+ */
+export async function warmUp(t: Topology, d: Daemons = UNCOUNTED): Promise<void> {
+  await iperf(t, d, [], 1);
   await sleep(300);
 }
 
@@ -267,8 +271,7 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     sample.mtu = await mtuOf(t, t.a);
     if (sample.mtu !== TUNNEL_MTU) sample.problems.push(`tunnel MTU is ${sample.mtu ?? 'unknown'}, the UDP sizes assume ${TUNNEL_MTU}`);
     const daemons: Daemons = { pids, gcPids, gcDir };
-    await iperf(t, daemons, [], 1); // warm-up (JIT, TCP caches): not counted
-    await sleep(300);
+    await warmUp(t, daemons);
     // RTT on an idle tunnel, before the floods (their queues would still be draining).
     if (!spec.singleOnly || spec.withRtt) {
       sample.rttMs = await pingRtt(t);
