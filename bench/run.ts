@@ -1,7 +1,8 @@
 // `npm run bench`: the protocol-core benchmark, then the tunnel benchmark against wireguard-go (root, namespaces);
 // prints both tables and writes one JSON file per run under bench/results/, named by date.
 // With the tunnel benchmark it also draws bench/results/bench-<date>.svg (bench/chart.ts) from that JSON, and
-// traces ping round trips hop by hop for both implementations (bench/hops.ts; needs perf).
+// traces ping round trips hop by hop for both implementations (bench/hops.ts; needs perf), and profiles the wgts
+// daemons over idle pings with node --cpu-prof (bench/profile.ts).
 // Flags: --quick (core: short; tunnel: 1 round, 2 s per iperf3 run), --no-tunnel (core only, no root needed).
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { describeDamon, readDamon } from './damon.js';
 import { chartPathFor, renderChart } from './chart.js';
 import { formatTunnelTable, runTunnelBench, type TunnelBenchResult } from './tunnel.js';
 import { formatHops, traceHops, type HopsResult } from './hops.js';
+import { formatProfile, profileIdlePings, type IdleProfile } from './profile.js';
 import { missingPrerequisites } from '../test/harness/netns.js';
 
 const quick = process.argv.includes('--quick');
@@ -43,6 +45,7 @@ for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
 
 let tunnel: TunnelBenchResult | undefined;
 let hops: HopsResult[] | undefined;
+let profile: IdleProfile | { error: string } | undefined;
 let tunnelSkipped: string | undefined;
 if (noTunnel) {
   tunnelSkipped = '--no-tunnel';
@@ -63,13 +66,22 @@ if (noTunnel) {
     console.error('tracing ping round trips hop by hop (bench/hops.ts)');
     hops = [await traceHops('wgts'), await traceHops('wggo')];
     console.log(`\n${formatHops(hops)}`);
+    const pings = quick ? 200 : 1000;
+    console.error(`profiling the wgts daemons over ${pings} idle pings (bench/profile.ts)`);
+    try {
+      profile = await profileIdlePings(pings);
+      console.log(`\n${formatProfile(profile.daemons, pings)}\n  ping RTT under the sampler: ${profile.rttMs ?? '-'} ms`);
+    } catch (e) {
+      profile = { error: e instanceof Error ? e.message : String(e) };
+      console.log(`\nidle-ping profile failed: ${profile.error}`);
+    }
   }
 }
 
 const dir = new URL('../../bench/results/', import.meta.url);
 mkdirSync(dir, { recursive: true });
 const file = new URL(`bench-${started.toISOString().replace(/[:.]/g, '-')}.json`, dir);
-const out = { date: started.toISOString(), machine, system, host: hostname(), quick, core, tunnel: tunnel ?? null, hops: hops ?? null, tunnelSkipped: tunnelSkipped ?? null };
+const out = { date: started.toISOString(), machine, system, host: hostname(), quick, core, tunnel: tunnel ?? null, hops: hops ?? null, profile: profile ?? null, tunnelSkipped: tunnelSkipped ?? null };
 writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
 console.log(`wrote ${file.pathname}`);
 if (tunnel) {
