@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Topology } from '../test/harness/netns.js';
-import { handshake, warmUp } from './tunnel.js';
+import { handshake, pingRtt, warmUp } from './tunnel.js';
 
 /** The parts of V8's .cpuprofile format read here. */
 export interface CpuProfile {
@@ -118,15 +118,14 @@ export async function profileIdlePings(pings: number): Promise<IdleProfile> {
     if (!(await handshake(t))) throw new Error('no handshake');
     await warmUp(t);
     const from = monotonicUs();
-    const p = await t.exec(t.a, ['ping', '-q', '-c', String(pings), '-i', '0.02', '-W', '1', t.b.tunnel4], { timeoutMs: pings * 40 + 10_000 });
+    const rttMs = await pingRtt(t, '0.02', pings);
     const to = monotonicUs();
-    const m = /= [\d.]+\/([\d.]+)\//.exec(p.stdout);
     await t.close(); // the daemons write their profiles as they exit
     const daemons = (['a', 'b'] as const).map((side): DaemonProfile => {
       const rows = selfTimes(mainProfileOf(dir, pids[side]!), from, to, pings);
       return { side, busyUsPerPing: rows.reduce((s, r) => s + r.usPerPing, 0), rows };
     });
-    return { pings, samplingUs: SAMPLING_US, rttMs: m ? Number(m[1]) : null, daemons };
+    return { pings, samplingUs: SAMPLING_US, rttMs, daemons };
   } finally {
     await t.close();
     rmSync(dir, { recursive: true, force: true });

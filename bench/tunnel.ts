@@ -210,8 +210,9 @@ async function mtuOf(t: Topology, h: Topology['a']): Promise<number | undefined>
 }
 
 /** Average RTT of `ping -c <count> -i <interval>` a -> b through the tunnel, ms (50 pings 20 ms apart by default). */
-async function pingRtt(t: Topology, interval = '0.02', count = 50): Promise<number | null> {
-  const r = await t.exec(t.a, ['ping', '-q', '-c', String(count), '-i', interval, '-W', '1', t.b.tunnel4], { timeoutMs: 15_000 });
+export async function pingRtt(t: Topology, interval = '0.02', count = 50): Promise<number | null> {
+  const timeoutMs = Math.max(15_000, count * Number(interval) * 2000 + 10_000); // twice the pings' own time
+  const r = await t.exec(t.a, ['ping', '-q', '-c', String(count), '-i', interval, '-W', '1', t.b.tunnel4], { timeoutMs });
   const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
   return m ? Number(m[1]) : null;
 }
