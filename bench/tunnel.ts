@@ -53,6 +53,8 @@ export interface TopologySample {
    * code a lone packet runs (right after the TCP warm-up much of it is still baseline code).
    */
   rttWarmMs?: number | null;
+  /** The first ping's round trip on the fresh tunnel, handshake included (null: it took a retry). */
+  firstPingMs?: number | null;
   /** KiB of memory a's daemon touched per ping, median (bench/footprint.ts); measured with the RTT. */
   pingKiB?: number | null;
   /** The tunnel interface's MTU in a (the UDP payload sizes are chosen to fit 1420). */
@@ -236,13 +238,24 @@ export async function pingFootprint(t: Topology, pid: number): Promise<number | 
   }
 }
 
-/** Pings until the handshake is done (at most ~10 s). */
-export async function handshake(t: Topology): Promise<boolean> {
+/**
+ * Pings until the handshake is done (at most ~10 s). On a fresh tunnel the first ping carries the handshake:
+ * `ms` is its round trip when it was answered, null when it took a retry (or none was answered).
+ */
+export async function firstPing(t: Topology): Promise<{ ok: boolean; ms: number | null }> {
   for (let i = 0; i < 10; i++) {
     const r = await t.exec(t.a, ['ping', '-c', '1', '-W', '1', t.b.tunnel4], { timeoutMs: 5000 });
-    if (r.code === 0) return true;
+    if (r.code === 0) {
+      const m = /time=([\d.]+) ms/.exec(r.stdout);
+      return { ok: true, ms: i === 0 && m ? Number(m[1]) : null };
+    }
   }
-  return false;
+  return { ok: false, ms: null };
+}
+
+/** Pings until the handshake is done (at most ~10 s). */
+export async function handshake(t: Topology): Promise<boolean> {
+  return (await firstPing(t)).ok;
 }
 
 /** No daemons to account for: iperf() then takes no CPU or GC figures. */
@@ -264,7 +277,10 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
   const t = await Topology.create({ impls: spec.impls, env: { ...spec.env, ...gcProbeEnv(gcDir) } });
   let gcPids: number[] = [];
   try {
-    if (!(await handshake(t))) throw new Error(`no handshake: ${t.log(t.a).slice(-500)}`);
+    const first = await firstPing(t);
+    sample.firstPingMs = first.ms;
+    if (!first.ok) throw new Error(`no handshake: ${t.log(t.a).slice(-500)}`);
+    if (first.ms === null) sample.problems.push('the first ping went unanswered: the handshake took a retry');
     const pids = [t.daemonPid(t.a), t.daemonPid(t.b)];
     if (pids.some((p) => p === undefined)) sample.problems.push('a daemon pid was not found: CPU figures are incomplete');
     gcPids = [t.a, t.b].flatMap((h, i) => (h.impl === 'wgts' && pids[i] !== undefined ? [pids[i]] : []));
@@ -306,7 +322,7 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
   const pps = (n: number) => (sample.tests[`udp${n}`]?.pps !== undefined ? (sample.tests[`udp${n}`].pps! / 1000).toFixed(0) : '-');
   const extra = spec.singleOnly
     ? ''
-    : ` b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms (${sample.rttBusyMs ?? '-'} at -i 0.002, then ${sample.rttWarmMs ?? '-'}), a touches ${sample.pingKiB ?? '-'} KiB/ping`;
+    : ` first ping ${sample.firstPingMs ?? '-'} ms, b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms (${sample.rttBusyMs ?? '-'} at -i 0.002, then ${sample.rttWarmMs ?? '-'}), a touches ${sample.pingKiB ?? '-'} KiB/ping`;
   log(`  round ${round + 1} ${spec.name}: 1 stream a->b ${f('tcp1_ab')}${extra}${sample.problems.length ? ` [${sample.problems.join('; ')}]` : ''}`);
   return sample;
 }
@@ -352,6 +368,7 @@ const METRICS: Metric[] = [
   { key: 'rtt_ms', label: 'ping RTT avg, -c 50 -i 0.02 (ms)', better: 'lower', digits: 3, get: (s) => s.rttMs ?? NaN },
   { key: 'rtt_busy_ms', label: '  ping RTT avg, 2 ms apart: -c 500 -i 0.002 (ms)', better: 'lower', digits: 3, get: (s) => s.rttBusyMs ?? NaN },
   { key: 'rtt_warm_ms', label: '  ping RTT avg, -i 0.02 again after the 2 ms run (ms)', better: 'lower', digits: 3, get: (s) => s.rttWarmMs ?? NaN },
+  { key: 'first_ping_ms', label: 'first ping on a fresh tunnel, handshake included (ms)', better: 'lower', digits: 2, get: (s) => s.firstPingMs ?? NaN },
   { key: 'ping_kib', label: "  memory a's daemon touches per ping (KiB)", better: 'lower', digits: 0, get: (s) => s.pingKiB ?? NaN },
   ...PPS_SIZES.flatMap((n): Metric[] => [
     { key: `udp${n}_pps`, label: `UDP -b 0 -l ${n} delivered (packets/s)`, better: 'higher', digits: 0, get: (s) => s.tests[`udp${n}`]?.pps ?? NaN },

@@ -6,6 +6,8 @@ import { Device, type KeypairHooks } from './device.js';
 import { Errno, WgError } from './errors.js';
 import type { Logger } from './log.js';
 import { systemClock } from './clock.js';
+import { defaultSuite } from './crypto/index.js';
+import { warmUpInBackground } from './warmup.js';
 import { SlotArena } from './queues/slots.js';
 import { SpscQueue } from './queues/spsc.js';
 import { MAX_QUEUED_PACKETS } from './constants.js';
@@ -161,6 +163,8 @@ export class Daemon implements UapiHost {
     if (d.net) d.unfollow = d.loopGuard.follow(d.net);
     else opts.log.verbose('No rtnetlink notifications here: polling the link and re-checking routes every second');
     d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev), { changes: d.net });
+    // After start-up, not in it: a tunnel's first handshake then finds the protocol core run once (warmup.ts).
+    void warmUpInBackground(defaultSuite(), systemClock, () => d.stopping !== undefined);
     opts.log.verbose('UAPI listener started');
     opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN offload ${opts.tun.vnetHdr ? (opts.tun.uso ? 'TSO+USO' : 'TSO') : 'off'}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
     return d;
