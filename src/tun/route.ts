@@ -23,7 +23,8 @@ const SIOCGIFINDEX = 0x8933;
 /**
  * The output interface index the kernel picks for `addr` (4 or 16 bytes) with `mark`, or -errno. It runs on
  * the first send to each endpoint, a tunnel's first packet among them, so its socket is opened and closed
- * through koffi (sys.ts, ~1 us a call) rather than ffi-rs (~50 us a call measured here).
+ * through koffi (sys.ts, ~1 us a call) rather than ffi-rs (~10 us a call hot, ~50 in the first few calls of
+ * a fresh process, which is what a first send meets; measured here).
  */
 export function routeInterface(addr: Uint8Array, mark: number): number {
   const nl = sys.socket(AF_NETLINK, SOCK_RAW | libc.SOCK_CLOEXEC);
