@@ -55,6 +55,8 @@ export interface TopologySample {
   rttWarmMs?: number | null;
   /** The first ping's round trip on the fresh tunnel, handshake included (null: it took a retry). */
   firstPingMs?: number | null;
+  /** a's daemon's resident memory right after the first ping (MiB): what a configured, idle tunnel costs. */
+  rssMiB?: number | null;
   /** KiB of memory a's daemon touched per ping, median (bench/footprint.ts); measured with the RTT. */
   pingKiB?: number | null;
   /** The tunnel interface's MTU in a (the UDP payload sizes are chosen to fit 1420). */
@@ -258,6 +260,15 @@ export async function handshake(t: Topology): Promise<boolean> {
   return (await firstPing(t)).ok;
 }
 
+function rssMiB(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null; // the daemon is gone: the runs after this report why
+  }
+}
+
 /** No daemons to account for: iperf() then takes no CPU or GC figures. */
 const UNCOUNTED: Daemons = { pids: [], gcPids: [], gcDir: '' };
 
@@ -285,6 +296,7 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     if (pids.some((p) => p === undefined)) sample.problems.push('a daemon pid was not found: CPU figures are incomplete');
     gcPids = [t.a, t.b].flatMap((h, i) => (h.impl === 'wgts' && pids[i] !== undefined ? [pids[i]] : []));
     sample.gcDaemons = gcPids.length;
+    sample.rssMiB = pids[0] === undefined ? null : rssMiB(pids[0]);
     sample.mtu = await mtuOf(t, t.a);
     if (sample.mtu !== TUNNEL_MTU) sample.problems.push(`tunnel MTU is ${sample.mtu ?? 'unknown'}, the UDP sizes assume ${TUNNEL_MTU}`);
     const daemons: Daemons = { pids, gcPids, gcDir };
@@ -369,6 +381,7 @@ const METRICS: Metric[] = [
   { key: 'rtt_busy_ms', label: '  ping RTT avg, 2 ms apart: -c 500 -i 0.002 (ms)', better: 'lower', digits: 3, get: (s) => s.rttBusyMs ?? NaN },
   { key: 'rtt_warm_ms', label: '  ping RTT avg, -i 0.02 again after the 2 ms run (ms)', better: 'lower', digits: 3, get: (s) => s.rttWarmMs ?? NaN },
   { key: 'first_ping_ms', label: 'first ping on a fresh tunnel, handshake included (ms)', better: 'lower', digits: 2, get: (s) => s.firstPingMs ?? NaN },
+  { key: 'rss_mib', label: "a's daemon memory after the first ping, RSS (MiB)", better: 'lower', digits: 1, get: (s) => s.rssMiB ?? NaN },
   { key: 'ping_kib', label: "  memory a's daemon touches per ping (KiB)", better: 'lower', digits: 0, get: (s) => s.pingKiB ?? NaN },
   ...PPS_SIZES.flatMap((n): Metric[] => [
     { key: `udp${n}_pps`, label: `UDP -b 0 -l ${n} delivered (packets/s)`, better: 'higher', digits: 0, get: (s) => s.tests[`udp${n}`]?.pps ?? NaN },

@@ -166,7 +166,7 @@ export class Daemon implements UapiHost {
     // After start-up, not in it: a tunnel's first handshake then finds the protocol core run once (warmup.ts).
     void warmUpInBackground(defaultSuite(), systemClock, () => d.stopping !== undefined);
     opts.log.verbose('UAPI listener started');
-    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.threads} crypto workers (policy ${d.pool.policy}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN offload ${opts.tun.vnetHdr ? (opts.tun.uso ? 'TSO+USO' : 'TSO') : 'off'}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
+    opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.size} crypto workers (policy ${d.pool.policy}${d.pool.policy === 'adaptive' ? ', started on load' : ''}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN offload ${opts.tun.vnetHdr ? (opts.tun.uso ? 'TSO+USO' : 'TSO') : 'off'}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
     return d;
   }
 

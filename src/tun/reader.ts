@@ -19,7 +19,7 @@ export interface TunReaderData {
   arena: SlotArenaShape;
   ready: SharedArrayBuffer;
   free: SharedArrayBuffer;
-  /** Word 0: who reads the TUN (OWNER_*); word 1: non-zero when the thread must end. */
+  /** Word 0: who reads the TUN (OWNER_*); word 1: non-zero when the thread must end; word 2: set here once running. */
   owner: SharedArrayBuffer;
   /** The control thread reads the TUN too, at other times: read only while owning it. */
   shared: boolean;
@@ -43,6 +43,7 @@ function run(data: TunReaderData): void {
   pfd.u16[2] = POLLIN;
   let windowStart = performance.now();
   let windowReads = 0;
+  Atomics.store(owner, 2, 1);
   for (;;) {
     if (Atomics.load(owner, 1) !== 0) return;
     if (Atomics.load(owner, 0) !== OWNER_THREAD) {

@@ -6,6 +6,8 @@
 // the TUN back. TCP with TSO stays on the control thread: a read is a 64 KB super-packet, ~3k reads/s at
 // 1.6 Gbit/s. WGTS_IO=threads keeps the reader thread in charge all the time (its design before this one).
 // Ownership is one shared word: only its owner reads, so packets never race each other out of order.
+// The reader thread starts only once reads pass PRESTART_RATE (it costs ~11 MiB and ~100 ms of CPU to start,
+// which most tunnels never need) and takes the TUN once it says it is waiting for it (word 2).
 
 import { Worker } from 'node:worker_threads';
 import type { IoMode } from './bind.js';
@@ -23,6 +25,8 @@ import { OWNER_MAIN, OWNER_THREAD, type TunReaderData, type TunReaderMessage } f
 const READS_PER_TURN = 16;
 /** Reads per second on the control thread above which the reader thread takes over, measured per window. */
 const HANDOVER_RATE = 20_000;
+/** Reads per second at which the reader thread is started, so that it is ready by the hand-over. */
+const PRESTART_RATE = 10_000;
 const WINDOW_MS = 100;
 const LOG_EVERY_MS = 5_000;
 
@@ -38,7 +42,8 @@ export interface TunFeedHooks {
 export class TunFeed {
   private watcher: FdWatcher | undefined;
   private reader: Worker | undefined;
-  private readonly owner = new Int32Array(new SharedArrayBuffer(8));
+  /** Word 0: who reads; word 1: stop; word 2: the reader thread is up and waiting (reader.ts). */
+  private readonly owner = new Int32Array(new SharedArrayBuffer(12));
   private stalled = false;
   private closed = false;
   private windowStart = performance.now();
@@ -93,7 +98,6 @@ export class TunFeed {
     });
     Atomics.store(this.owner, 0, OWNER_MAIN);
     this.watcher.start();
-    this.startReader();
   }
 
   /** True while the reader thread reads: the send path then sleeps on the ready queue between bursts. */
@@ -133,7 +137,8 @@ export class TunFeed {
     const rate = ((reads - this.windowReads) * 1000) / ms;
     this.windowStart = now;
     this.windowReads = reads;
-    if (rate > HANDOVER_RATE && this.reader) this.handOver(rate);
+    if (rate > PRESTART_RATE && !this.reader) this.startReader();
+    if (rate > HANDOVER_RATE && Atomics.load(this.owner, 2) === 1) this.handOver(rate);
   }
 
   private handOver(rate: number): void {

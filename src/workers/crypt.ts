@@ -24,7 +24,8 @@ const keys = new KeyTable(data.keys);
 
 export default function crypt(task: CryptTask): number {
   // process.exit in a worker thread ends that thread alone, abruptly, as a crash would: no reply, no cleanup.
-  if (data.crash) {
+  // The pool's start-up no-op (count 0) is not a batch.
+  if (data.crash && task.count > 0) {
     const n = Atomics.add(data.crash, 1, 1) + 1;
     if (data.crash[2] ? n % data.crash[0] === 0 : n === data.crash[0]) process.exit(1);
   }

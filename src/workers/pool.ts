@@ -7,6 +7,9 @@
 // parallelism when there is idle CPU for them to use, so batches go to the pool while the control thread is
 // saturated AND the machine has idle cores; otherwise they are sealed and opened right here.
 //
+// The workers start on first demand, as cmwq starts kworkers: an idle or lightly used tunnel (most of them) never
+// pays their ~11 MiB of memory and ~100 ms of CPU each. Until they have answered once, batches stay here.
+//
 // A worker that dies (issue 5 item 7) fails only the batch it held: the send and receive paths drop that
 // batch's packets and release its slots, Piscina starts a replacement, and the loss is logged once here.
 // Test-only: WGTS_TEST_CRASH_WORKER=N makes the worker running the Nth pooled batch (counted across all
@@ -55,8 +58,12 @@ function crashHook(): Int32Array | undefined {
   return hook;
 }
 
+const NOOP: CryptTask = { op: 'seal', slots: new Int32Array(0), count: 0, mtu: 0 };
+
 export class CryptPool {
-  private readonly pool: Piscina;
+  /** Null until first wanted (policy pool: at once); `ready` once a worker has answered a no-op task. */
+  private pool: Piscina | null = null;
+  private ready = false;
   private readonly suite = defaultSuite();
   private inflight = 0;
   private offload: boolean;
@@ -81,13 +88,20 @@ export class CryptPool {
     private readonly outbound: SlotArena,
     private readonly inbound: SlotArena,
     private readonly keys: KeyTable,
-    threads = availableParallelism(),
+    readonly size = availableParallelism(),
     readonly policy: CryptPolicy = 'adaptive',
     private readonly log: (level: 'error' | 'verbose', msg: string) => void = () => {},
   ) {
     this.offload = policy === 'pool';
-    const workerData: CryptWorkerData = { outbound: outbound.shape, inbound: inbound.shape, keys: keys.sab, crash: crashHook() };
-    this.pool = new Piscina({
+    if (policy === 'pool') this.start();
+  }
+
+  /** Starts the workers; batches go to them from the first no-op answer on (policy pool: queued until then). */
+  private start(): void {
+    if (this.pool || this.closing) return;
+    const threads = this.size;
+    const workerData: CryptWorkerData = { outbound: this.outbound.shape, inbound: this.inbound.shape, keys: this.keys.sab, crash: crashHook() };
+    const pool = (this.pool = new Piscina({
       filename: new URL('./crypt.js', import.meta.url).href,
       minThreads: threads,
       maxThreads: threads,
@@ -95,25 +109,34 @@ export class CryptPool {
       // Queue rather than reject: the slot arenas already bound how much work can be outstanding.
       maxQueue: Infinity,
       workerData,
-    });
-    this.pool.on('workerCreate', (w: { id: number }) => void this.ids.add(w.id));
-    this.pool.on('workerDestroy', () => this.lost(threads));
+    }));
+    pool.on('workerCreate', (w: { id: number }) => void this.ids.add(w.id));
+    pool.on('workerDestroy', () => this.lost(pool, threads));
     // Piscina emits 'error' for a worker that fails while holding no task; unheard, it would end the daemon.
-    this.pool.on('error', (e: unknown) => this.log('error', `Crypto worker error: ${e instanceof Error ? e.message : String(e)}`));
+    pool.on('error', (e: unknown) => this.log('error', `Crypto worker error: ${e instanceof Error ? e.message : String(e)}`));
+    const t0 = performance.now();
+    pool.run(NOOP).then(
+      () => {
+        this.ready = true;
+        if (this.policy === 'adaptive') this.log('verbose', `Crypto workers started (${threads}, first ready after ${Math.round(performance.now() - t0)} ms)`);
+      },
+      // A worker that fails while starting is lost() above; batches stay on the control thread meanwhile.
+      () => {},
+    );
   }
 
   /**
    * A worker went away outside close(): Piscina rejects the batch it held (the data paths drop those
    * packets) and, in the same synchronous step, starts a replacement unless workers fail while starting.
    */
-  private lost(wanted: number): void {
+  private lost(pool: Piscina, wanted: number): void {
     if (this.closing) return;
     this.stats.workersLost++;
     queueMicrotask(() => {
-      const live = new Set(this.pool.threads.map((w) => w.threadId));
+      const live = new Set(pool.threads.map((w) => w.threadId));
       const id = [...this.ids].find((i) => !live.has(i));
       if (id !== undefined) this.ids.delete(id);
-      const running = this.pool.threads.length;
+      const running = pool.threads.length;
       if (running >= wanted) {
         this.log('error', `Crypto worker ${id ?? '(starting)'} exited unexpectedly; replaced`);
       } else {
@@ -123,8 +146,9 @@ export class CryptPool {
     });
   }
 
+  /** Workers running now: 0 until the pool is first wanted. */
   get threads(): number {
-    return this.pool.threads.length;
+    return this.pool?.threads.length ?? 0;
   }
 
   /**
@@ -133,7 +157,8 @@ export class CryptPool {
    */
   run(task: CryptTask, done: (err?: unknown) => void): void {
     if (this.sampler === undefined && this.policy === 'adaptive' && !this.closing) this.startSampling();
-    if (this.policy === 'inline' || this.degraded || !this.offload || (task.count <= INLINE_MAX && this.inflight === 0)) {
+    const pool = this.pool;
+    if (pool === null || this.policy === 'inline' || this.degraded || !this.offload || (task.count <= INLINE_MAX && this.inflight === 0)) {
       this.stats.inline++;
       try {
         cryptBatch(task, this.suite, task.op === 'seal' ? this.outbound : this.inbound, this.keys, true);
@@ -145,7 +170,7 @@ export class CryptPool {
     this.stats.pooled++;
     this.inflight++;
     // Only the task's own fields cross to the worker: the caller's job may carry its completion state.
-    this.pool.run({ op: task.op, slots: task.slots, count: task.count, mtu: task.mtu }).then(
+    pool.run({ op: task.op, slots: task.slots, count: task.count, mtu: task.mtu }).then(
       () => {
         this.inflight--;
         done();
@@ -204,13 +229,16 @@ export class CryptPool {
     }
     const idle = cpu && this.cpu && cpu.total > this.cpu.total ? (cpu.idle - this.cpu.idle) / (cpu.total - this.cpu.total) : 1;
     this.cpu = cpu;
-    if (!this.offload && u > OFFLOAD_ON && idle > IDLE_ON) this.offload = true;
+    if (!this.offload && u > OFFLOAD_ON && idle > IDLE_ON) {
+      this.start();
+      this.offload = this.ready;
+    }
     else if (this.offload && (u < OFFLOAD_OFF || idle < IDLE_OFF)) this.offload = false;
   }
 
   async close(): Promise<void> {
     this.closing = true;
     if (this.sampler) clearInterval(this.sampler);
-    await this.pool.destroy();
+    await this.pool?.destroy();
   }
 }

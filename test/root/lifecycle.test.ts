@@ -24,10 +24,10 @@ let ns1 = '';
 let ns2 = '';
 
 /** `bin/wgts IFNAME` (daemon mode) in ns, as wg-quick runs it; its output (and the daemon's) to LOG. */
-function startDaemon(ns: string, ifname: string, argv: string[] = []): { code: number | null; out: string } {
+function startDaemon(ns: string, ifname: string, argv: string[] = [], env: Record<string, string> = {}): { code: number | null; out: string } {
   const fd = openSync(LOG, 'w');
   try {
-    const r = spawnSync('ip', ['netns', 'exec', ns, ...argv, WGTS_BIN, ifname], { stdio: ['ignore', fd, fd], timeout: 20_000, env: { ...process.env, LOG_LEVEL: 'verbose' } });
+    const r = spawnSync('ip', ['netns', 'exec', ns, ...argv, WGTS_BIN, ifname], { stdio: ['ignore', fd, fd], timeout: 20_000, env: { ...process.env, LOG_LEVEL: 'verbose', ...env } });
     return { code: r.status, out: readFileSync(LOG, 'utf8') };
   } finally {
     closeSync(fd);
@@ -38,8 +38,8 @@ function startDaemon(ns: string, ifname: string, argv: string[] = []): { code: n
  * Starts a daemon and, unless `early`, waits until the re-spawned daemon itself answers a get: the parent
  * returns as soon as the TUN and the listening socket exist, while the child may still be loading.
  */
-async function mustStart(ns: string, ifname: string, early = false): Promise<number> {
-  const r = startDaemon(ns, ifname);
+async function mustStart(ns: string, ifname: string, early = false, env: Record<string, string> = {}): Promise<number> {
+  const r = startDaemon(ns, ifname, [], env);
   assert.equal(r.code, 0, `wgts ${ifname} failed:\n${r.out}`);
   const pid = findDaemon(ns, ifname);
   assert.ok(pid, `a daemon process for ${ifname} runs in ${ns}`);
@@ -131,7 +131,8 @@ describe('wgts command line and lifecycle', () => {
 
   it("node's helper threads run SCHED_BATCH; the main thread and the daemon's own threads keep SCHED_OTHER", STEP, async () => {
     const name = spaces.ifname();
-    const pid = await mustStart(ns1, name);
+    // The crypto workers start on load by default; policy pool starts them with the daemon.
+    const pid = await mustStart(ns1, name, false, { WGTS_CRYPTO_POLICY: 'pool', WGTS_CRYPTO_THREADS: '2' });
     try {
       const m = /Device started \((\d+) of (\d+) node helper threads SCHED_BATCH\)/.exec(readFileSync(LOG, 'utf8'));
       assert.ok(m, 'the start-up line says how many helper threads were moved');
@@ -141,7 +142,7 @@ describe('wgts command line and lifecycle', () => {
       const policies = readdirSync(`/proc/${pid}/task`).map(Number).map((tid) => ({ tid, policy: threadPolicy(pid, tid) }));
       assert.equal(policies.find((t) => t.tid === pid)?.policy, 0, 'the control thread is SCHED_OTHER');
       assert.equal(policies.filter((t) => t.policy === 3).length, moved, 'exactly the helpers are SCHED_BATCH');
-      // The TUN reader thread and the crypto workers started after the helpers were moved.
+      // The crypto workers started after the helpers were moved.
       assert.ok(policies.filter((t) => t.policy === 0 && t.tid !== pid).length >= 2, JSON.stringify(policies));
     } finally {
       spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });

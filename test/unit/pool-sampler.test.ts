@@ -32,3 +32,39 @@ test('the adaptive pool samples only while batches run: the first batch starts i
   await batch();
   assert.equal(pool.sampling, true, 'traffic starts it again');
 });
+
+test('the adaptive pool starts no worker for light traffic (workers start on load, as cmwq starts kworkers)', () => {
+  // Runs after the sampling test above: 18 batches over ~2 s, all inline.
+  assert.equal(pool.threads, 0, 'no worker thread was started');
+  assert.equal(pool.stats.pooled, 0);
+});
+
+test('a saturated control thread with idle CPU elsewhere starts the workers, and batches then go to them', { timeout: 20_000 }, async () => {
+  const busy = new CryptPool(SlotArena.create(64, 2048), SlotArena.create(64, 2048), KeyTable.create(4), 1, 'adaptive');
+  try {
+    const slots = new Int32Array(16); // 16 empty packets, more than INLINE_MAX: a batch the pool may take
+    const until = performance.now() + 15_000;
+    // Each turn spins 5 ms then runs a batch: the event loop is ~100% busy while the other core idles.
+    while (busy.stats.pooled === 0 && performance.now() < until) {
+      const end = performance.now() + 5;
+      while (performance.now() < end);
+      await new Promise<void>((resolve, reject) => busy.run({ op: 'seal', slots, count: 16, mtu: 1420 }, (e) => (e ? reject(e) : resolve())));
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(busy.threads >= 1, `a worker was started (${busy.threads})`);
+    assert.ok(busy.stats.pooled > 0, `batches went to it (${busy.stats.inline} inline before)`);
+  } finally {
+    await busy.close();
+  }
+});
+
+test('policy pool starts its workers at once', async () => {
+  const eager = new CryptPool(SlotArena.create(4, 2048), SlotArena.create(4, 2048), KeyTable.create(4), 2, 'pool');
+  try {
+    assert.equal(eager.threads, 2);
+    await new Promise<void>((resolve, reject) => eager.run({ op: 'seal', slots: new Int32Array(8), count: 8, mtu: 1420 }, (e) => (e ? reject(e) : resolve())));
+    assert.equal(eager.stats.pooled, 1, 'the batch ran in a worker');
+  } finally {
+    await eager.close();
+  }
+});
