@@ -7,7 +7,6 @@ import { spawn } from 'node:child_process';
 import { setFlagsFromString } from 'node:v8';
 import { closeSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { runSelftests } from './selftest/index.js';
 import { VERSION } from './version.js';
 import { Logger, parseLogLevel } from './log.js';
 import { WgError } from './errors.js';
@@ -136,6 +135,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (argv.length === 1 && argv[0] === '--selftest') {
+    // Loaded here only: the daemon and its launching parent never run them.
+    const { runSelftests } = await import('./selftest/index.js');
     return runSelftests((l) => process.stdout.write(l + '\n')) ? 0 : 1;
   }
   if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h')) {
