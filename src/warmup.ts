@@ -15,15 +15,18 @@ export interface WarmUpResult {
   delivered: number;
 }
 
-/** A 28-byte IPv4 ICMP echo request from 10.0.0.<from> to 10.0.0.<to>: what a first packet often is. */
+/**
+ * A 28-byte IPv4 ICMP echo request from 203.0.113.<from> to 203.0.113.<to>: what a first packet often is. The
+ * addresses (and the endpoints' 198.51.100.x) are documentation ranges; nothing here reaches a network.
+ */
 function echo(from: number, to: number): Uint8Array {
   const p = new Uint8Array(28);
   p[0] = 0x45;
   p[3] = p.length;
   p[8] = 64;
   p[9] = 1;
-  p.set([10, 0, 0, from], 12);
-  p.set([10, 0, 0, to], 16);
+  p.set([203, 0, 113, from], 12);
+  p.set([203, 0, 113, to], 16);
   p[20] = 8;
   return p;
 }
@@ -35,8 +38,8 @@ function echo(from: number, to: number): Uint8Array {
 export function* warmUpSteps(suite: CipherSuite, clock: Clock, result: WarmUpResult): Generator<void, void, void> {
   const queue: { data: Uint8Array; from: Endpoint; to: Device }[] = [];
   const ends: Endpoint[] = [
-    { addr: Uint8Array.of(192, 0, 2, 1), port: 1 },
-    { addr: Uint8Array.of(192, 0, 2, 2), port: 2 },
+    { addr: Uint8Array.of(198, 51, 100, 1), port: 1 },
+    { addr: Uint8Array.of(198, 51, 100, 2), port: 2 },
   ];
   const devices: Device[] = [];
   for (const from of ends) {
@@ -63,8 +66,8 @@ export function* warmUpSteps(suite: CipherSuite, clock: Clock, result: WarmUpRes
     const pb = b.addPeer(a.publicKey!)!;
     pa.endpoint = ends[1];
     pb.endpoint = ends[0];
-    a.allowedIps.insert(Uint8Array.of(10, 0, 0, 2), 32, pa);
-    b.allowedIps.insert(Uint8Array.of(10, 0, 0, 1), 32, pb);
+    a.allowedIps.insert(Uint8Array.of(203, 0, 113, 2), 32, pa);
+    b.allowedIps.insert(Uint8Array.of(203, 0, 113, 1), 32, pb);
     a.up();
     b.up();
     yield;
