@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Topology, type Impl, sleep } from '../test/harness/netns.js';
+import { memory } from '../test/helpers/procstat.js';
 import { footprintPerEvent } from './footprint.js';
 import { median } from './stats.js';
 import { gcDelta, gcProbeEnv, readGc, snapshotGc, sumGc, type GcDelta, type GcTotals } from './gc.js';
@@ -262,8 +263,7 @@ export async function handshake(t: Topology): Promise<boolean> {
 
 function rssMiB(pid: number): number | null {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : null;
+    return memory(pid).rssMiB;
   } catch {
     return null; // the daemon is gone: the runs after this report why
   }
