@@ -179,6 +179,7 @@ let handlersInstalled = false;
 function installExitHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
+  sweepDeadRuns();
   process.on('exit', () => {
     for (const t of [...live]) t.cleanupSync();
   });
@@ -205,6 +206,33 @@ function sweep(namespaces: string[], ifnames: string[]): string[] {
     }
   }
   return namespaces.filter(namespaceExists);
+}
+
+/** Namespaces (wgtsT, wgtsL, ...) and socket names (wta, wtb, wl) made here, with the maker's pid in the tag. */
+const OUR_NS = /^wgts[A-Z](\d+)x[0-9a-z]+$/;
+const OUR_SOCKET = /^(?:wt[ab]|wl)(\d+)x[0-9a-z]+\.sock$/;
+
+/**
+ * A run that was SIGKILLed never ran its exit sweep: its namespaces (and the daemons in them) and sockets stay.
+ * Whoever starts next removes those whose maker is gone; a live run's are left alone.
+ */
+export function sweepDeadRuns(): void {
+  const dead = (name: string, re: RegExp): boolean => {
+    const m = re.exec(name);
+    return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));
+  };
+  const list = (dir: string): string[] => {
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  const namespaces = list('/run/netns').filter((n) => dead(n, OUR_NS));
+  const ifnames = list(WG_RUN_DIR).filter((n) => dead(n, OUR_SOCKET)).map((n) => n.slice(0, -'.sock'.length));
+  if (namespaces.length + ifnames.length === 0) return;
+  const left = sweep(namespaces, ifnames);
+  process.stderr.write(`harness: removed ${namespaces.length - left.length} namespace(s) and ${ifnames.length} socket name(s) left by runs that were killed${left.length ? `; could not delete ${left.join(', ')}` : ''}\n`);
 }
 
 export class Topology {
