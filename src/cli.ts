@@ -1,4 +1,4 @@
-// The executable's entry: bin/wgts runs this file, and so does the daemon when it re-spawns itself. It turns
+// The executable's entry: bin/wgts runs this file (in daemon mode in a session of its own). It turns
 // V8's lazy compilation off while wgts's own modules load, then runs the command line (command.ts), which
 // turns it back on once the daemon's modules are in. V8 otherwise compiles each function when first called,
 // and a fresh daemon's first handshake and packets compiled a few hundred of ours on their way: ~20 ms of a

@@ -1,12 +1,11 @@
 // Command line and process lifecycle (run by cli.ts), wireguard-go's contract (interfaces.md "The daemon's command line"):
 // `wgts [-f|--foreground] IFNAME`, `wgts --version`, and `wgts --selftest` for the kernel's selftests.
-// Without -f the process opens the TUN and the UAPI socket, re-spawns itself with them as fds 3 and 4
-// (Node cannot fork) and exits 0, so callers like wg-quick find both ready the moment it returns.
+// Daemon mode (no -f) is bin/wgts's: it runs this in the foreground in a session of its own and returns once
+// the line on WGTS_READY_FD says the TUN exists and the UAPI socket listens (Node cannot fork, and a parent
+// node that re-spawned itself cost a second node start-up). WG_TUN_FD / WG_UAPI_FD are adopted if given.
 
-import { spawn } from 'node:child_process';
 import { setFlagsFromString } from 'node:v8';
 import { closeSync, writeSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { VERSION } from './version.js';
 import { Logger, parseLogLevel } from './log.js';
 import { WgError } from './errors.js';
@@ -26,49 +25,6 @@ const parsePolicy = (s: string | undefined): 'adaptive' | 'pool' | 'inline' =>
 const tunOffload = (): boolean => process.env.WGTS_TUN_OFFLOAD !== '0';
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
-/** Parent side: create the TUN and the UAPI socket, hand both to a detached child, return. */
-async function daemonize(ifname: string): Promise<number> {
-  setFlagsFromString('--lazy'); // this process never runs the protocol (cli.ts)
-  const { openTun } = await import('./tun/tun.js');
-  const { listenUapi } = await import('./uapi/server.js');
-  let tun;
-  try {
-    tun = openTun(ifname, { offload: tunOffload() });
-  } catch (e) {
-    return fail(`Failed to create TUN device: ${describe(e)}`);
-  }
-  let server;
-  try {
-    // The parent never serves: it exits without closing, so the kernel keeps queueing connections for the child.
-    server = await listenUapi(ifname, () => {});
-  } catch (e) {
-    tun.close();
-    return fail(`Failed to listen on uapi socket: ${describe(e)}`);
-  }
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(new URL('./cli.js', import.meta.url)), ifname], {
-    // fd 5 is a pipe on which the child says it has taken over: until then a signal would kill it before
-    // its handlers exist and leave the socket behind, so the parent returns only after that line.
-    stdio: ['ignore', 'inherit', 'inherit', tun.fd, server.fd, 'pipe'],
-    env: { ...process.env, WG_TUN_FD: '3', WG_UAPI_FD: '4', WG_PROCESS_FOREGROUND: '1', WGTS_READY_FD: '5' },
-    detached: true,
-  });
-  const ready = await new Promise<boolean>((resolve) => {
-    const pipe = (child.stdio as unknown as NodeJS.ReadableStream[])[5];
-    pipe.once('data', () => resolve(true));
-    child.once('exit', () => resolve(false));
-    setTimeout(() => resolve(false), 15_000).unref();
-  });
-  if (!ready) {
-    child.kill('SIGKILL');
-    await server.close(); // this one the parent may remove: nobody took it over
-    tun.close();
-    return fail('the daemon process did not start (see its output above)');
-  }
-  child.unref();
-  // exit() at once: closing the server would unlink the socket the child now serves.
-  process.exit(0);
-}
 
 /** Foreground: run the interface until a signal, `ip link del`, or the socket file being deleted. */
 async function foreground(ifname: string): Promise<number> {
@@ -151,7 +107,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (process.getuid?.() !== 0) return fail('must be run as root (it creates a TUN device and /var/run/wireguard sockets)');
   if (fg || process.env.WG_PROCESS_FOREGROUND === '1') return foreground(rest[0]);
-  return daemonize(rest[0]);
+  // bin/wgts daemonizes; this file alone would have to re-spawn node to do it.
+  return fail('daemon mode is started by bin/wgts; run this file with -f for the foreground');
 }
 
 main(process.argv.slice(2)).then(
