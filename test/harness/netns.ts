@@ -208,13 +208,15 @@ function sweep(namespaces: string[], ifnames: string[]): string[] {
   return namespaces.filter(namespaceExists);
 }
 
-/** Namespaces (wgtsT, wgtsL, ...) and socket names (wta, wtb, wl) made here, with the maker's pid in the tag. */
+/** Namespaces (wgtsT, wgtsL, ...), socket names (wta, wtb, wl) and topology directories made here, with the maker's pid in the tag. */
 const OUR_NS = /^wgts[A-Z](\d+)x[0-9a-z]+$/;
 const OUR_SOCKET = /^(?:wt[ab]|wl)(\d+)x[0-9a-z]+\.sock$/;
+const OUR_DIR = /^wgts-topo-(\d+)x[0-9a-z]+-[0-9A-Za-z]{6}$/;
 
 /**
- * A run that was SIGKILLed never ran its exit sweep: its namespaces (and the daemons in them) and sockets stay.
- * Whoever starts next removes those whose maker is gone; a live run's are left alone.
+ * A run that was SIGKILLed never ran its exit sweep: its namespaces (and the daemons in them), sockets and
+ * topology directories (logs, key files) stay. Whoever starts next removes those whose maker is gone; a live
+ * run's are left alone.
  */
 export function sweepDeadRuns(): void {
   const dead = (name: string, re: RegExp): boolean => {
@@ -230,9 +232,11 @@ export function sweepDeadRuns(): void {
   };
   const namespaces = list('/run/netns').filter((n) => dead(n, OUR_NS));
   const ifnames = list(WG_RUN_DIR).filter((n) => dead(n, OUR_SOCKET)).map((n) => n.slice(0, -'.sock'.length));
-  if (namespaces.length + ifnames.length === 0) return;
+  const dirs = list(tmpdir()).filter((n) => dead(n, OUR_DIR));
+  if (namespaces.length + ifnames.length + dirs.length === 0) return;
   const left = sweep(namespaces, ifnames);
-  process.stderr.write(`harness: removed ${namespaces.length - left.length} namespace(s) and ${ifnames.length} socket name(s) left by runs that were killed${left.length ? `; could not delete ${left.join(', ')}` : ''}\n`);
+  for (const d of dirs) rmSync(join(tmpdir(), d), { recursive: true, force: true });
+  process.stderr.write(`harness: removed ${namespaces.length - left.length} namespace(s), ${ifnames.length} socket name(s) and ${dirs.length} directory(ies) left by runs that were killed${left.length ? `; could not delete ${left.join(', ')}` : ''}\n`);
 }
 
 export class Topology {
