@@ -7,13 +7,13 @@
 // seconds per GB, and the main-thread GC time of the wgts daemons (issue 4 item 3) through the bench/gcprobe.ts
 // preload.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Topology, type Impl, sleep } from '../test/harness/netns.js';
-import { memory } from '../test/helpers/procstat.js';
+import { cpuSeconds, memory } from '../test/helpers/procstat.js';
 import { footprintPerEvent } from './footprint.js';
 import { median } from './stats.js';
 import { gcDelta, gcProbeEnv, readGc, snapshotGc, sumGc, type GcDelta, type GcTotals } from './gc.js';
@@ -132,22 +132,18 @@ const TESTS: TestSpec[] = [
 ];
 const IPERF_PORT = '5201';
 
-let clkTck = 0;
 /** utime + stime of pid (all its threads, live and exited) in seconds; NaN when it is gone. */
-function cpuSeconds(pid: number | undefined): number {
+function cpuOf(pid: number | undefined): number {
   if (pid === undefined) return NaN;
-  if (!clkTck) clkTck = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-    return (Number(f[11]) + Number(f[12])) / clkTck; // fields 14 (utime) and 15 (stime)
+    return cpuSeconds(pid);
   } catch {
     return NaN;
   }
 }
 
 function daemonsCpu(pids: (number | undefined)[]): number {
-  return pids.reduce<number>((s, p) => s + cpuSeconds(p), 0);
+  return pids.reduce<number>((s, p) => s + cpuOf(p), 0);
 }
 
 /** Starts a one-shot iperf3 server in b and waits until it listens (at most 3 s). Returns its exit, boxed:

@@ -8,7 +8,6 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { keyFromBase64, peerName } from '../../src/keys.js';
 import { fileURLToPath } from 'node:url';
 import { alive, genKeyPair, requireRoot, sleep, socketPath, Topology, type Host } from '../harness/netns.js';
@@ -16,6 +15,7 @@ import { captureUdp } from '../helpers/capture.js';
 import { fuzzSeed, Rng } from '../helpers/fuzz.js';
 import type { FuzzPeerConfig, FuzzSummary } from '../helpers/fuzz-peer.js';
 import { JsonChild } from '../helpers/jsonchild.js';
+import { memory } from '../helpers/procstat.js';
 import { runUapiCase, UapiFuzzer, type CaseResult, type UapiCase } from '../helpers/uapi-fuzz.js';
 
 const FUZZ_PEER = fileURLToPath(new URL('../helpers/fuzz-peer.js', import.meta.url));
@@ -32,10 +32,7 @@ const RSS_MARGIN_MIB = 64;
 
 const hexKey = (b64: string): string => Buffer.from(b64, 'base64').toString('hex');
 
-function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
+const rssKiB = (pid: number): number => memory(pid).rssMiB * 1024;
 
 async function peerRow(t: Topology, h: Host, field: string): Promise<string[]> {
   const out = await t.wg(h, ['show', h.ifname, field]);
