@@ -5,7 +5,7 @@
 // node that re-spawned itself cost a second node start-up). WG_TUN_FD / WG_UAPI_FD are adopted if given.
 
 import { setFlagsFromString } from 'node:v8';
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { VERSION } from './version.js';
 import { Logger, parseLogLevel } from './log.js';
 import { WgError } from './errors.js';
@@ -25,6 +25,25 @@ const parsePolicy = (s: string | undefined): 'adaptive' | 'pool' | 'inline' =>
 const tunOffload = (): boolean => process.env.WGTS_TUN_OFFLOAD !== '0';
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/**
+ * Daemon mode without LOG_LEVEL (or with silent), as wireguard-go: once started, the daemon lets go of its
+ * caller's stdout and stderr, which go to /dev/null from here on. A caller that reads them to the end (a
+ * `$(wgts wg0)`, a supervisor's pipe) would otherwise wait as long as the daemon runs. Setup errors came
+ * before this, so they are still seen.
+ */
+async function detachStdio(log: Logger): Promise<void> {
+  const { dup2 } = await import('./tun/libc.js');
+  const nul = openSync('/dev/null', 'r+');
+  try {
+    for (const fd of [1, 2]) {
+      const r = dup2(nul, fd);
+      if (r < 0) log.error(`cannot point fd ${fd} at /dev/null: errno ${-r}`);
+    }
+  } finally {
+    closeSync(nul);
+  }
+}
 
 /** Foreground: run the interface until a signal, `ip link del`, or the socket file being deleted. */
 async function foreground(ifname: string): Promise<number> {
@@ -82,6 +101,7 @@ async function foreground(ifname: string): Promise<number> {
       // The parent is gone; nobody is waiting for the line.
     }
   }
+  if (process.env.WGTS_QUIET_STDIO === '1') await detachStdio(log);
   return exited;
 }
 

@@ -1,6 +1,6 @@
 // The few libc calls Node has no API for, bound through ffi-rs to libc.so.6: ioctl(2) on the TUN fd and on a
 // netdevice(7) socket, socket(2)/bind(2)/getsockname(2)/setsockopt(2)/getsockopt(2) (socket(7): SO_MARK,
-// SO_*BUFFORCE; ipv6(7): IPV6_V6ONLY), setns(2) and close(2). Each returns the C result or -errno; only
+// SO_*BUFFORCE; ipv6(7): IPV6_V6ONLY), setns(2), dup2(2) and close(2). Each returns the C result or -errno; only
 // socketIn throws (WgError), and any call off the main thread. Control path only: ~10-15 us per call (measured).
 
 import * as fs from 'node:fs';
@@ -130,6 +130,10 @@ export function setns(fd: number, nstype: number): number {
 
 export function close(fd: number): number {
   return call('close', ['I32'], [fd]);
+}
+
+export function dup2(oldfd: number, newfd: number): number {
+  return call('dup2', ['I32', 'I32'], [oldfd, newfd]);
 }
 
 /** Inode of the network namespace file `nsfd`, or of the calling thread's namespace when absent. */

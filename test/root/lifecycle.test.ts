@@ -204,13 +204,64 @@ describe('wgts command line and lifecycle', () => {
     await assertExits(pid, ns1, name, 'SIGTERM with the link down');
   });
 
-  // The re-spawned child needs ~0.3-0.5 s to load; the parent returns only once it has taken over the fds
-  // and installed its signal handlers, so a SIGTERM sent the moment `wgts IF` returns is handled cleanly.
+  // The daemon needs ~0.2 s to start; bin/wgts returns only once the daemon has said it is ready, after it
+  // installed its signal handlers, so a SIGTERM sent the moment `wgts IF` returns is handled cleanly.
   it('SIGTERM right after daemon mode returned still removes the socket and the TUN', STEP, async () => {
     const name = spaces.ifname();
     const pid = await mustStart(ns1, name, true);
     process.kill(pid, 'SIGTERM');
     await assertExits(pid, ns1, name, 'SIGTERM at once after start');
+  });
+
+  // wireguard-go's daemon keeps its caller's stdout and stderr only when LOG_LEVEL is set (and not silent);
+  // otherwise a caller reading them to the end, like `out=$(wgts wg0)`, would wait for as long as it runs.
+  it('daemon mode without LOG_LEVEL lets go of the caller\'s stdout and stderr once ready, and still shows setup errors; with LOG_LEVEL it keeps them', STEP, async () => {
+    const name = spaces.ifname();
+    const env = { ...process.env };
+    delete env.LOG_LEVEL;
+    /** bin/wgts with its stdout and stderr on pipes: its exit code, its output, and whether both pipes closed within ms. */
+    const piped = async (e: NodeJS.ProcessEnv, ms: number) => {
+      const p = spawn('ip', ['netns', 'exec', ns1, WGTS_BIN, name], { stdio: ['ignore', 'pipe', 'pipe'], env: e });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+      // 'close' comes once every holder of the pipes' write ends (the daemon too) has let go.
+      const closed = await new Promise<boolean>((r) => {
+        const t = setTimeout(() => r(false), ms);
+        p.on('close', () => {
+          clearTimeout(t);
+          r(true);
+        });
+      });
+      return { code, out, closed, p };
+    };
+    const quiet = await piped(env, 5000);
+    assert.equal(quiet.code, 0, quiet.out);
+    assert.ok(quiet.closed, 'the caller\'s pipes reach their end while the daemon runs on');
+    const pid = findDaemon(ns1, name);
+    assert.ok(pid && alive(pid), 'the daemon runs');
+    try {
+      assert.match(await uapi(name, 'get=1\n\n'), /errno=0\n\n$/);
+      // A second daemon with the name fails before it is ready: its message reaches the caller.
+      const again = await piped(env, 5000);
+      assert.equal(again.code, 1, again.out);
+      assert.match(again.out, /^wgts: .*(in use|exists)/m);
+    } finally {
+      spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });
+      await assertExits(pid!, ns1, name, 'ip link del');
+    }
+
+    const loud = await piped({ ...env, LOG_LEVEL: 'verbose' }, 1500);
+    const pid2 = findDaemon(ns1, name);
+    try {
+      assert.equal(loud.code, 0, loud.out);
+      assert.equal(loud.closed, false, 'with LOG_LEVEL the daemon keeps writing to the caller\'s stdout');
+      assert.match(loud.out, /Device started/);
+    } finally {
+      spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });
+      if (pid2) await assertExits(pid2, ns1, name, 'ip link del');
+    }
   });
 
   it('exits 0 on SIGINT in the foreground (-f)', STEP, async () => {
