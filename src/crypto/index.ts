@@ -2,7 +2,6 @@
 
 import { createRequire } from 'node:module';
 import type { CipherSuite } from './suite.js';
-import { makeNobleSuite } from './noble.js';
 import { makeSodiumSuite } from './sodium.js';
 
 export type { CipherSuite } from './suite.js';
@@ -19,9 +18,12 @@ export function loadSodium(): typeof import('sodium-native') | null {
   }
 }
 
+// Decided as this module loads, so that the pure-JS suite and @noble/ciphers (~11 ms and ~3 MiB for every
+// daemon and worker thread) load only where they are the suite in use.
+const sodium = process.env.WGTS_CRYPTO === 'noble' ? null : loadSodium();
+const noble = sodium ? null : await import('./noble.js');
+
 export function defaultSuite(): CipherSuite {
-  if (cached) return cached;
-  const sodium = process.env.WGTS_CRYPTO === 'noble' ? null : loadSodium();
-  cached = sodium ? makeSodiumSuite(sodium) : makeNobleSuite();
+  cached ??= sodium ? makeSodiumSuite(sodium) : noble!.makeNobleSuite();
   return cached;
 }

@@ -155,3 +155,18 @@ test('in-place seal and open (the data path seals packets where they lie)', () =
     assert.deepEqual(buf.subarray(0, 100), Uint8Array.from({ length: 100 }, (_, i) => i));
   }
 });
+
+test('the process picks its suite as crypto/index.ts loads: sodium-native, or the pure-JS one with WGTS_CRYPTO=noble', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const index = new URL('../../src/crypto/index.js', import.meta.url).href;
+  const pick = (env: NodeJS.ProcessEnv): string => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(index)}); console.log(m.defaultSuite().name)`], { encoding: 'utf8', env, timeout: 20_000 });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  const env = { ...process.env };
+  delete env.WGTS_CRYPTO;
+  assert.equal(pick(env), native.name);
+  assert.equal(pick({ ...env, WGTS_CRYPTO: 'noble' }), noble.name);
+  assert.notEqual(native.name, noble.name);
+});
