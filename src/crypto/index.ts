@@ -18,7 +18,7 @@ export function loadSodium(): typeof import('sodium-native') | null {
   }
 }
 
-// Decided as this module loads, so that the pure-JS suite and @noble/ciphers (~11 ms and ~3 MiB for every
+// Decided as this module loads, so that the pure-JS suite and @noble/ciphers (~10 ms and ~1 MiB for every
 // daemon and worker thread) load only where they are the suite in use.
 const sodium = process.env.WGTS_CRYPTO === 'noble' ? null : loadSodium();
 const noble = sodium ? null : await import('./noble.js');

@@ -20,7 +20,6 @@ import { readFileSync } from 'node:fs';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
 import type * as PiscinaNs from 'piscina';
-import type { Piscina } from 'piscina';
 import { defaultSuite } from '../crypto/index.js';
 import type { SlotArena } from '../queues/slots.js';
 import type { KeyTable } from './keytable.js';
@@ -64,7 +63,7 @@ const NOOP: CryptTask = { op: 'seal', slots: new Int32Array(0), count: 0, mtu: 0
 
 export class CryptPool {
   /** Null until first wanted (policy pool: at once); `ready` once a worker has answered a no-op task. */
-  private pool: Piscina | null = null;
+  private pool: PiscinaNs.Piscina | null = null;
   private ready = false;
   private readonly suite = defaultSuite();
   private inflight = 0;
@@ -105,7 +104,7 @@ export class CryptPool {
   private start(): void {
     if (this.pool || this.closing) return;
     const threads = this.size;
-    const { Piscina: Pool } = createRequire(import.meta.url)('piscina') as typeof PiscinaNs;
+    const { Piscina: Pool } = createRequire(import.meta.url)('piscina') as { Piscina: typeof PiscinaNs.Piscina };
     const workerData: CryptWorkerData = { outbound: this.outbound.shape, inbound: this.inbound.shape, keys: this.keys.sab, crash: crashHook() };
     const pool = (this.pool = new Pool({
       filename: new URL('./crypt.js', import.meta.url).href,
@@ -135,7 +134,7 @@ export class CryptPool {
    * A worker went away outside close(): Piscina rejects the batch it held (the data paths drop those
    * packets) and, in the same synchronous step, starts a replacement unless workers fail while starting.
    */
-  private lost(pool: Piscina, wanted: number): void {
+  private lost(pool: PiscinaNs.Piscina, wanted: number): void {
     if (this.closing) return;
     this.stats.workersLost++;
     queueMicrotask(() => {
