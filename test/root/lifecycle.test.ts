@@ -225,15 +225,12 @@ describe('wgts command line and lifecycle', () => {
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      // 'close' comes once every holder of the pipes' write ends (the daemon too) has let go: listened for
+      // from the start, since it may follow 'exit' at once.
+      let closedAt = 0;
+      p.on('close', () => (closedAt = Date.now()));
       const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
-      // 'close' comes once every holder of the pipes' write ends (the daemon too) has let go.
-      const closed = await new Promise<boolean>((r) => {
-        const t = setTimeout(() => r(false), ms);
-        p.on('close', () => {
-          clearTimeout(t);
-          r(true);
-        });
-      });
+      const closed = await waitUntil(() => closedAt !== 0, ms);
       return { code, out, closed, p };
     };
     const quiet = await piped(env, 5000);
@@ -262,6 +259,21 @@ describe('wgts command line and lifecycle', () => {
       spawnSync('ip', ['-n', ns1, 'link', 'del', name], { timeout: 5000 });
       if (pid2) await assertExits(pid2, ns1, name, 'ip link del');
     }
+  });
+
+  it('a daemon that never becomes ready: daemon mode gives up after WGTS_READY_TIMEOUT, exit 1, and the daemon is stopped', STEP, async () => {
+    const name = spaces.ifname();
+    // node hangs in a preloaded module before any of wgts runs: no TUN, no socket, no ready line.
+    const hang = '--import=data:text/javascript,Atomics.wait(new(Int32Array)(new(SharedArrayBuffer)(4)),0,0)';
+    const started = Date.now();
+    const r = startDaemon(ns1, name, [], { WGTS_READY_TIMEOUT: '2', WGTS_NODE_FLAGS: hang });
+    const took = Date.now() - started;
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /^wgts: the daemon did not become ready within 2 s$/m);
+    assert.ok(took >= 1900 && took < 10_000, `returned after ${took} ms`);
+    assert.ok(await waitUntil(() => findDaemon(ns1, name) === undefined, 3000), 'the hung daemon was stopped');
+    assert.equal(existsSync(socketPath(name)), false);
+    assert.equal(linkExists(ns1, name), false);
   });
 
   it('exits 0 on SIGINT in the foreground (-f)', STEP, async () => {
