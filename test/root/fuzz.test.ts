@@ -32,8 +32,6 @@ const RSS_MARGIN_MIB = 64;
 
 const hexKey = (b64: string): string => Buffer.from(b64, 'base64').toString('hex');
 
-const rssKiB = (pid: number): number => memory(pid).rssMiB * 1024;
-
 async function peerRow(t: Topology, h: Host, field: string): Promise<string[]> {
   const out = await t.wg(h, ['show', h.ifname, field]);
   const row = out.trim().split('\n').map((l) => l.split('\t')).find((r) => r[0] === t.other(h).publicKey);
@@ -91,7 +89,7 @@ describe('fuzzing a running wgts daemon', () => {
     assert.ok(corpus.length >= 10, `captured the real peers' traffic (${corpus.length} datagrams)`);
     const pid = t.daemonPid(t.b);
     assert.ok(pid, 'b\'s daemon runs');
-    const rss0 = rssKiB(pid);
+    const rss0 = memory(pid).rssMiB;
 
     const cfg: FuzzPeerConfig = {
       seed,
@@ -112,7 +110,7 @@ describe('fuzzing a running wgts daemon', () => {
     const start = Date.now();
     const sampler = setInterval(() => {
       if (!alive(pid)) dead = true;
-      else samples.push({ t: Date.now() - start, rss: rssKiB(pid) });
+      else samples.push({ t: Date.now() - start, rss: memory(pid).rssMiB });
     }, 500);
     try {
       await child.wait('ready', 15_000);
@@ -141,9 +139,9 @@ describe('fuzzing a running wgts daemon', () => {
       const late = samples.filter((s) => s.t >= warmup);
       const warmMax = Math.max(...warm.map((s) => s.rss));
       const lateMax = Math.max(...late.map((s) => s.rss));
-      ctx.diagnostic(`b's RSS: ${(rss0 / 1024).toFixed(0)} MiB before, ${(warmMax / 1024).toFixed(0)} MiB max in the first ${warmup / 1000} s, `
-        + `${(lateMax / 1024).toFixed(0)} MiB max after, ${(rssMax / 1024).toFixed(0)} MiB overall (${samples.length} samples)`);
-      ctx.diagnostic(`RSS samples (MiB, every 0.5 s): ${samples.map((x) => Math.round(x.rss / 1024)).join(' ')}`);
+      ctx.diagnostic(`b's RSS: ${rss0.toFixed(0)} MiB before, ${warmMax.toFixed(0)} MiB max in the first ${warmup / 1000} s, `
+        + `${lateMax.toFixed(0)} MiB max after, ${rssMax.toFixed(0)} MiB overall (${samples.length} samples)`);
+      ctx.diagnostic(`RSS samples (MiB, every 0.5 s): ${samples.map((x) => Math.round(x.rss)).join(' ')}`);
 
       const name = peerName(keyFromBase64(fuzzKeys.publicKey));
       const events = (what: string): number => t.log(t.b).split('\n').filter((l) => l.includes(name) && l.includes(what)).length;
@@ -154,8 +152,8 @@ describe('fuzzing a running wgts daemon', () => {
       assert.deepEqual(internalErrors(t.log(t.b)), [], 'no exception reached a catch-all in b');
       assert.ok(sum.total >= 50_000, `at least 50k inputs ran (${sum.total})`);
       assert.ok(sum.responsePhase.inputs > 1000, 'the response phase ran');
-      assert.ok(late.length >= 10 && lateMax - warmMax < RSS_MARGIN_MIB * 1024,
-        `RSS after warm-up stays within ${RSS_MARGIN_MIB} MiB of its level during warm-up: ${JSON.stringify(samples.map((s) => Math.round(s.rss / 1024)))}`);
+      assert.ok(late.length >= 10 && lateMax - warmMax < RSS_MARGIN_MIB,
+        `RSS after warm-up stays within ${RSS_MARGIN_MIB} MiB of its level during warm-up: ${JSON.stringify(samples.map((s) => Math.round(s.rss)))}`);
       assert.ok(gotEchoes >= sentEchoes / 2, `the real tunnel kept forwarding during the fuzzing: ${gotEchoes}/${sentEchoes}\n${ping.stdout}`);
       assert.ok(sum.echoReplies > 0, 'b kept answering the fuzzing peer\'s own tunnel traffic during the fuzzing');
       assert.ok(sum.finalEchoReplies >= sum.finalEchoSent - 2, `and after it: ${sum.finalEchoReplies}/${sum.finalEchoSent}`);

@@ -227,11 +227,11 @@ describe('wgts command line and lifecycle', () => {
       p.stderr.on('data', (d: Buffer) => (out += d.toString()));
       // 'close' comes once every holder of the pipes' write ends (the daemon too) has let go: listened for
       // from the start, since it may follow 'exit' at once.
-      let closedAt = 0;
-      p.on('close', () => (closedAt = Date.now()));
+      let ended = false;
+      p.on('close', () => (ended = true));
       const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
-      const closed = await waitUntil(() => closedAt !== 0, ms);
-      return { code, out, closed, p };
+      const closed = await waitUntil(() => ended, ms);
+      return { code, out, closed };
     };
     const quiet = await piped(env, 5000);
     assert.equal(quiet.code, 0, quiet.out);
