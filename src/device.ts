@@ -21,7 +21,7 @@ import { AllowedIPs } from './dataplane/allowedips.js';
 import { addressLength, destinationOffset, ipPacketLength, sourceOffset } from './dataplane/ippacket.js';
 import { Keypair } from './dataplane/keypair.js';
 import { Ratelimiter } from './dataplane/ratelimiter.js';
-import { openPayload, PacketBuffer, sealData, sealedSize } from './dataplane/transport.js';
+import { copyOf, openPayload, PacketBuffer, sealData, sealedSize } from './dataplane/transport.js';
 import { keyToHex } from './keys.js';
 import { Peer, type Endpoint } from './peer.js';
 import { earliestDeadline, runDueTimers, type TimerHost } from './dataplane/timeractions.js';
@@ -203,7 +203,7 @@ export class Device {
       if (len < 0) return this.drop('bad-packet');
       const peer = this.route(pkt, 0);
       if (!peer) return this.drop('no-route');
-      this.stage(peer, pkt.slice(0, len));
+      this.stage(peer, copyOf(pkt, 0, len)); // pkt may be a view of a buffer its caller reuses
       this.sendStaged(peer);
       return null;
     } catch (e) {

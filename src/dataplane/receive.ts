@@ -12,6 +12,7 @@ import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
 import { CryptJob, Spares } from '../workers/batch.js';
 import { BATCH } from './send.js';
+import { copyOf } from './transport.js';
 
 /**
  * Handshake messages get at most this much of each event-loop turn. Their real backlog sits in the socket
@@ -244,11 +245,4 @@ export class ReceivePath {
   private release(s: number): void {
     this.freeSlots.push(s);
   }
-
 }
-
-/**
- * A copy of `len` bytes at `off`. Not buf.slice(): on a Buffer that is a view, and the bind reuses its
- * receive buffers as soon as the callback returns, so a queued handshake would be overwritten.
- */
-const copyOf = (buf: Uint8Array, off: number, len: number): Uint8Array => Uint8Array.prototype.slice.call(buf, off, off + len);

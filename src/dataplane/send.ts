@@ -12,7 +12,7 @@ import type { SpscQueue } from '../queues/spsc.js';
 import { BatchBoard, PeerQueues } from '../queues/serial.js';
 import type { CryptPool } from '../workers/pool.js';
 import { CryptJob, Spares } from '../workers/batch.js';
-import { writeDataHeader } from './transport.js';
+import { copyOf, writeDataHeader } from './transport.js';
 import { hostUnreachable } from './icmp.js';
 import { ipPacketLength } from './ippacket.js';
 
@@ -143,7 +143,7 @@ export class SendPath {
       const kp: Keypair | null = peer === lastPeer ? lastKp : device.sendingKeypair(peer);
       if (!kp || kp.keySlot < 0 || !kp.takeNonce(buf, Data.counter)) {
         // No usable key here: the control thread stages it and runs the handshake (or seals it itself).
-        device.stage(peer, buf.slice(Data.payload, Data.payload + len));
+        device.stage(peer, copyOf(buf, Data.payload, len)); // the slot is freed below
         this.release(s, null);
         device.sendStaged(peer);
         lastPeer = undefined;

@@ -205,7 +205,7 @@ class UdpBind implements Bind {
     const shape = this.gro ? RX_GRO : RX_PLAIN;
     this.ring = RxRing.create(shape.count, shape.size);
     if (io === 'loop') {
-      const drainer = new RxDrainer(this.ring);
+      const drainer = new RxDrainer(this.ring, true); // no receive thread: the newest free buffer first
       for (const fd of fds) {
         const w: FdWatcher = new FdWatcher(fd, () => this.readable(drainer, w), () => this.pollError(drainer, w));
         this.watchers.push(w);

@@ -60,6 +60,8 @@ export class TunIngest {
     private readonly arena: SlotArena,
     private readonly ready: SpscQueue,
     private readonly free: SpscQueue,
+    /** Take the newest free slot, not the oldest: only on the control thread, the free queue's producer (SpscQueue.takeNewest). */
+    private readonly newestFirst = false,
   ) {
     this.stage = vnetHdr ? Buffer.alloc(VNET_HDR_LEN + GRO_MAX_PACKET) : null;
     this.stageAddr = this.stage ? addressOf(this.stage) : 0;
@@ -83,11 +85,20 @@ export class TunIngest {
   /** Pops free slots until `want` are taken; false when the free queue runs dry first. */
   private take(want: number): boolean {
     while (this.nTaken < want) {
-      const s = this.free.pop();
+      const s = this.newestFirst ? this.free.takeNewest() : this.free.pop();
       if (s < 0) return false;
       this.taken[this.nTaken++] = s;
     }
     return true;
+  }
+
+  /**
+   * The TUN is empty. On the control thread the slots taken for the next read go back to the free queue, in
+   * order, so the slot the send path frees next (the packet just read) is the first one taken again.
+   */
+  private empty(): number {
+    if (this.newestFirst) while (this.nTaken > 0) this.free.push(this.taken[--this.nTaken]);
+    return EMPTY;
   }
 
   private readPlain(maxReads: number): number {
@@ -98,7 +109,7 @@ export class TunIngest {
       const n = readAt(this.fd, this.arenaAddr + arena.offset(s) + DATA_HEADER_SIZE, this.room);
       if (n < 0) {
         if (n === -E.EINTR) continue;
-        return n === -E.EAGAIN ? EMPTY : n;
+        return n === -E.EAGAIN ? this.empty() : n;
       }
       this.nTaken = 0;
       this.reads++;
@@ -116,7 +127,7 @@ export class TunIngest {
         const n = pieces ? readvAt(this.fd, this.iov.base, pieces + 1) : readAt(this.fd, this.stageAddr, stage.length);
         if (n < 0) {
           if (n === -E.EINTR) continue;
-          return n === -E.EAGAIN ? EMPTY : n;
+          return n === -E.EAGAIN ? this.empty() : n;
         }
         this.reads++;
         if (n <= VNET_HDR_LEN || !parseVnetHdr(stage, 0, this.hdr)) continue;

@@ -10,6 +10,7 @@ import * as libc from './libc.js';
 import { E, errnoText } from './libc.js';
 import { writevAt } from './sys.js';
 import { LINK, type NetWatch } from './netwatch.js';
+import { copyOf } from '../dataplane/transport.js';
 
 export interface TunDevice {
   readonly name: string;
@@ -458,7 +459,7 @@ export class MemoryTun implements TunDevice, LinkProbe {
   write(buf: Uint8Array, off: number, len: number): number {
     if (this.gone || this.closed) return -E.EBADFD;
     if (!this.up) return -E.EIO; // what the tun driver answers while the link is down
-    const p = buf.slice(off, off + len);
+    const p = copyOf(buf, off, len); // buf is a slot the writer reuses at once
     this.written.push(p);
     this.onWrite?.(p);
     return len;

@@ -71,7 +71,9 @@ export class TunFeed {
     }
     const r = setNonBlocking(this.tun.fd);
     if (r < 0) throw new WgError('EIO', `cannot make the TUN non-blocking: errno ${-r}`, -r);
-    const ingest = new TunIngest(this.tun.fd, this.tun.vnetHdr, this.arena, this.ready, this.free);
+    // Newest free slot first: the reader thread pops (and so uses the oldest) only while it owns the TUN, and
+    // then this ingest does not run (owner word, handOver).
+    const ingest = new TunIngest(this.tun.fd, this.tun.vnetHdr, this.arena, this.ready, this.free, true);
     const readable = (this.readable = (): void => {
       // The first read goes out before the rest are looked for: a lone packet (a ping, an ACK) leaves without
       // waiting for the read that finds the queue empty.

@@ -34,7 +34,14 @@ export class RxDrainer {
   private readonly taken: number[] = []; // free buffers popped and not yet filled
   private readonly inCall = new Int32Array(VLEN); // buffer number of each entry of the current call
 
-  constructor(private readonly ring: RxRing) {
+  /**
+   * newestFirst: take the newest free buffer, not the oldest (SpscQueue.takeNewest); only on the control
+   * thread, which then both frees buffers and drains into them.
+   */
+  constructor(
+    private readonly ring: RxRing,
+    private readonly newestFirst = false,
+  ) {
     this.m = new CMemory(this.ctlOff + VLEN * CONTROL_SIZE);
     this.dataBase = addressOf(ring.data);
     const m = this.m;
@@ -61,7 +68,7 @@ export class RxDrainer {
     while (left-- > 0) {
       let k = 0;
       while (k < VLEN) {
-        const b = taken.length ? taken.pop()! : ring.free.pop();
+        const b = taken.length ? taken.pop()! : this.newestFirst ? ring.free.takeNewest() : ring.free.pop();
         if (b < 0) break;
         const h = k * MMSGHDR_SIZE;
         m.put64(this.iovOff + k * IOVEC_SIZE, this.dataBase + b * ring.size);
@@ -90,7 +97,11 @@ export class RxDrainer {
         else ring.set(b, RX_ADDR, m.i32[(sa + 4) >> 2]);
         ring.ready.push(b); // never full: it holds every buffer there is
       }
-      for (let i = got; i < k; i++) taken.push(inCall[i]);
+      // Backwards, so the next call's first entry is this call's first unused buffer, not its last. On the
+      // control thread they go back to the free queue: the buffer freed next, once these datagrams are
+      // handled, is then the first one the next call fills.
+      if (this.newestFirst) for (let i = k - 1; i >= got; i--) ring.free.push(inCall[i]);
+      else for (let i = k - 1; i >= got; i--) taken.push(inCall[i]);
       // One exit for a short read and an error alike, its tests made on every short read: the error branch
       // alone ran only at a transfer's end (EAGAIN after a full call) and deoptimised this loop (traced).
       // EAGAIN and 0: drained; ECONNREFUSED and friends report an ICMP error of an earlier send: nothing to read.

@@ -25,6 +25,36 @@ test('SPSC queue: FIFO, bounded, and visible through a second view of the same m
   assert.deepEqual([other.pop(), other.pop(), other.pop(), other.pop(), other.pop()], [9, 10, 11, 12, -1]);
 });
 
+test('SPSC queue: FIFO and size stay right when head and tail wrap past 2^31', () => {
+  const q = new SpscQueue(8);
+  // Seven pushes short of the int32 limit, as after ~2^31 packets through a queue that takes every packet.
+  q.words[0] = q.words[1] = 2 ** 31 - 7;
+  const seen: number[] = [];
+  for (let round = 0; round < 4; round++) {
+    for (let i = 0; i < 8; i++) assert.ok(q.push(round * 8 + i), `push ${round * 8 + i}`);
+    assert.equal(q.push(99), false, 'full at capacity across the wrap');
+    assert.equal(q.size, 8);
+    for (let i = 0; i < 8; i++) seen.push(q.pop());
+    assert.equal(q.pop(), -1);
+    assert.equal(q.size, 0);
+  }
+  assert.deepEqual(seen, Array.from({ length: 32 }, (_, i) => i));
+  assert.ok(q.words[1] < 0, 'the tail did wrap');
+});
+
+test('SPSC queue: capacity is the next power of two; takeNewest takes back the last push', () => {
+  assert.equal(new SpscQueue(5).capacity, 8);
+  assert.equal(new SpscQueue(1024).capacity, 1024);
+  assert.throws(() => new SpscQueue(new SharedArrayBuffer((4 + 6) * 4)), /not a power of two/);
+  const q = new SpscQueue(4);
+  q.words[0] = q.words[1] = 2 ** 31 - 2; // and across the wrap
+  for (const v of [1, 2, 3]) q.push(v);
+  assert.equal(q.takeNewest(), 3);
+  assert.ok(q.push(4));
+  assert.deepEqual([q.takeNewest(), q.pop(), q.takeNewest(), q.takeNewest(), q.pop()], [4, 1, 2, -1, -1]);
+  assert.equal(q.size, 0);
+});
+
 test('SPSC queue: waitAsync resolves when a worker pushes', async () => {
   const { Worker } = await import('node:worker_threads');
   const q = new SpscQueue(8);

@@ -140,3 +140,29 @@ test('RxDrainer: a full call followed by an empty socket, and a closed socket; n
     sys.close(other.fd);
   }
 });
+
+test('RxDrainer: on the control thread (newestFirst) a buffer given back is the next one filled; the receive thread cycles', async () => {
+  const { fd, port } = loopbackSocket();
+  try {
+    const used = async (drainer: RxDrainer, ring: RxRing): Promise<number[]> => {
+      const out: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        await sendAll(port, [Buffer.from('ping')]);
+        assert.equal(drainer.drain(fd, 4), DRAINED);
+        const b = ring.ready.pop();
+        assert.ok(b >= 0 && ring.ready.pop() === -1, 'one datagram, one buffer');
+        out.push(b);
+        ring.free.push(b); // as the control thread does once the datagram is handled
+      }
+      return out;
+    };
+    const lifo = RxRing.create(VLEN * 4, 2048);
+    const newest = await used(new RxDrainer(lifo, true), lifo);
+    assert.equal(new Set(newest).size, 1, `one warm buffer for a datagram at a time: ${newest}`);
+    const fifo = RxRing.create(VLEN * 4, 2048);
+    const oldest = await used(new RxDrainer(fifo), fifo);
+    assert.equal(new Set(oldest).size, 6, `the receive thread's FIFO order: ${oldest}`);
+  } finally {
+    sys.close(fd);
+  }
+});
