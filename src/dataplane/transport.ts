@@ -8,7 +8,6 @@ import { zeroRange, type CipherSuite } from '../crypto/suite.js';
 import { Data, readU32, writeU32 } from '../handshake/messages.js';
 import type { Keypair } from './keypair.js';
 
-/** Plaintext length after padding: up to a multiple of 16, but never past the MTU (kernel rule). */
 /**
  * A copy of `len` bytes at `off`. Not buf.slice(): on a Buffer (a slot, a receive-ring buffer) that is a view,
  * and the slot goes back to the free queue at once and is the next one filled (SpscQueue.takeNewest), so a
@@ -16,6 +15,7 @@ import type { Keypair } from './keypair.js';
  */
 export const copyOf = (buf: Uint8Array, off: number, len: number): Uint8Array => Uint8Array.prototype.slice.call(buf, off, off + len);
 
+/** Plaintext length after padding: up to a multiple of 16, but never past the MTU (kernel rule). */
 export function paddedLength(len: number, mtu: number): number {
   const mask = MESSAGE_PADDING_MULTIPLE - 1;
   if (mtu === 0) return (len + mask) & ~mask;
