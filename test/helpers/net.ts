@@ -90,6 +90,18 @@ export function pair(net: Network, keyA: Uint8Array, keyB: Uint8Array, opts: { t
   return { a, b, pa, pb };
 }
 
+/**
+ * Makes two devices outside a Network each other's peer: device n reaches the other at eps[1 - n] and allows
+ * its 203.0.113.<other + 1>/32, as pair() does (for tests that carry the datagrams themselves).
+ */
+export function peerEachOther(devs: Device[], eps: Endpoint[]): void {
+  for (const n of [0, 1]) {
+    const p = devs[n].addPeer(devs[1 - n].publicKey!)!;
+    p.endpoint = eps[1 - n];
+    devs[n].allowedIps.insert(Uint8Array.of(203, 0, 113, 2 - n), 32, p);
+  }
+}
+
 export const key = (n: number): Uint8Array => {
   const k = new Uint8Array(32);
   seededRandom(1000 + n)(k);

@@ -14,7 +14,7 @@ import { META_LEN, SlotArena } from '../../src/queues/slots.js';
 import { SpscQueue } from '../../src/queues/spsc.js';
 import { CryptPool } from '../../src/workers/pool.js';
 import { KeyTable } from '../../src/workers/keytable.js';
-import { key } from '../helpers/net.js';
+import { key, peerEachOther } from '../helpers/net.js';
 import { ipv4 } from '../helpers/packets.js';
 
 test('staged packets survive their slot being reused at once, and each is delivered once with its own payload', async () => {
@@ -34,11 +34,7 @@ test('staged packets survive their slot being reused at once, and each is delive
     d.setPrivateKey(key(50 + n));
     return d;
   });
-  for (const n of [0, 1]) {
-    const p = devs[n].addPeer(devs[1 - n].publicKey!)!;
-    p.endpoint = eps[1 - n];
-    devs[n].allowedIps.insert(Uint8Array.of(203, 0, 113, 2 - n), 32, p);
-  }
+  peerEachOther(devs, eps);
   const outbound = SlotArena.create(16, 2048);
   const inbound = SlotArena.create(16, 2048);
   const pool = new CryptPool(outbound, inbound, KeyTable.create(4), 1);

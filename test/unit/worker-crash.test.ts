@@ -15,7 +15,7 @@ import { META_LEN, SlotArena } from '../../src/queues/slots.js';
 import { SpscQueue } from '../../src/queues/spsc.js';
 import { CryptPool } from '../../src/workers/pool.js';
 import { KeyTable } from '../../src/workers/keytable.js';
-import { key } from '../helpers/net.js';
+import { key, peerEachOther } from '../helpers/net.js';
 import { ipv4 } from '../helpers/packets.js';
 
 const SLOTS = 128;
@@ -45,11 +45,7 @@ function session() {
     d.setPrivateKey(key(30 + n));
     return d;
   });
-  for (const n of [0, 1]) {
-    const p = devs[n].addPeer(devs[1 - n].publicKey!)!;
-    p.endpoint = eps[1 - n];
-    devs[n].allowedIps.insert(Uint8Array.of(203, 0, 113, 2 - n), 32, p);
-  }
+  peerEachOther(devs, eps);
   const run = () => {
     while (queue.length) {
       const m = queue.shift()!;
