@@ -300,11 +300,12 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     sample.rssMiB = pids[0] === undefined ? null : rssMiB(pids[0]);
     sample.mtu = await mtuOf(t, t.a);
     if (sample.mtu !== TUNNEL_MTU) sample.problems.push(`tunnel MTU is ${sample.mtu ?? 'unknown'}, the UDP sizes assume ${TUNNEL_MTU}`);
-    if (!spec.singleOnly || spec.withRtt) sample.rttFreshMs = await pingRtt(t);
+    const withRtt = !spec.singleOnly || spec.withRtt;
+    if (withRtt) sample.rttFreshMs = await pingRtt(t);
     const daemons: Daemons = { pids, gcPids, gcDir };
     await warmUp(t, daemons);
     // RTT on an idle tunnel, before the floods (their queues would still be draining).
-    if (!spec.singleOnly || spec.withRtt) {
+    if (withRtt) {
       sample.rttMs = await pingRtt(t);
       sample.rttBusyMs = await pingRtt(t, '0.002', 500);
       await sleep(300); // as before the first: compiles the 2 ms run set off finish before it is measured
