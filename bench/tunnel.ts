@@ -61,6 +61,8 @@ export interface TopologySample {
    * before anything warmed the daemons' JIT (the other RTT rows come after 1 s of TCP).
    */
   rttFreshMs?: number | null;
+  /** The 50 pings after those: a fresh tunnel ~1.5 s after its daemons started (wgts's warm-up is over by then). */
+  rttFresh2Ms?: number | null;
   /** a's daemon's resident memory right after the first ping (MiB): what a configured, idle tunnel costs. */
   rssMiB?: number | null;
   /** KiB of memory a's daemon touched per ping, median (bench/footprint.ts); measured with the RTT. */
@@ -301,7 +303,10 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
     sample.mtu = await mtuOf(t, t.a);
     if (sample.mtu !== TUNNEL_MTU) sample.problems.push(`tunnel MTU is ${sample.mtu ?? 'unknown'}, the UDP sizes assume ${TUNNEL_MTU}`);
     const withRtt = !spec.singleOnly || spec.withRtt;
-    if (withRtt) sample.rttFreshMs = await pingRtt(t);
+    if (withRtt) {
+      sample.rttFreshMs = await pingRtt(t);
+      sample.rttFresh2Ms = await pingRtt(t);
+    }
     const daemons: Daemons = { pids, gcPids, gcDir };
     await warmUp(t, daemons);
     // RTT on an idle tunnel, before the floods (their queues would still be draining).
@@ -337,7 +342,7 @@ async function measure(spec: ConfigSpec, round: number, seconds: number, log: (l
   const pps = (n: number) => (sample.tests[`udp${n}`]?.pps !== undefined ? (sample.tests[`udp${n}`].pps! / 1000).toFixed(0) : '-');
   const extra = spec.singleOnly
     ? ''
-    : ` first ping ${sample.firstPingMs ?? '-'} ms, b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms (${sample.rttBusyMs ?? '-'} at -i 0.002, then ${sample.rttWarmMs ?? '-'}; fresh ${sample.rttFreshMs ?? '-'}), a touches ${sample.pingKiB ?? '-'} KiB/ping`;
+    : ` first ping ${sample.firstPingMs ?? '-'} ms, b->a ${f('tcp1_ba')}, 4 streams ${f('tcp4_ab')}, udp ${f('udp_ab')} Mbit/s, ${PPS_SIZES.map((n) => `${n} B ${pps(n)}`).join(' ')} kpps, rtt ${sample.rttMs ?? '-'} ms (${sample.rttBusyMs ?? '-'} at -i 0.002, then ${sample.rttWarmMs ?? '-'}; fresh ${sample.rttFreshMs ?? '-'}, then ${sample.rttFresh2Ms ?? '-'}), a touches ${sample.pingKiB ?? '-'} KiB/ping`;
   log(`  round ${round + 1} ${spec.name}: 1 stream a->b ${f('tcp1_ab')}${extra}${sample.problems.length ? ` [${sample.problems.join('; ')}]` : ''}`);
   return sample;
 }
@@ -384,6 +389,7 @@ const METRICS: Metric[] = [
   { key: 'rtt_busy_ms', label: '  ping RTT avg, 2 ms apart: -c 500 -i 0.002 (ms)', better: 'lower', digits: 3, get: (s) => s.rttBusyMs ?? NaN },
   { key: 'rtt_warm_ms', label: '  ping RTT avg, -i 0.02 again after the 2 ms run (ms)', better: 'lower', digits: 3, get: (s) => s.rttWarmMs ?? NaN },
   { key: 'rtt_fresh_ms', label: '  ping RTT avg on a fresh tunnel, its first 50 pings (ms)', better: 'lower', digits: 3, get: (s) => s.rttFreshMs ?? NaN },
+  { key: 'rtt_fresh2_ms', label: '  ping RTT avg on a fresh tunnel, the 50 pings after those (ms)', better: 'lower', digits: 3, get: (s) => s.rttFresh2Ms ?? NaN },
   { key: 'first_ping_ms', label: 'first ping on a fresh tunnel, handshake included (ms)', better: 'lower', digits: 2, get: (s) => s.firstPingMs ?? NaN },
   { key: 'rss_mib', label: "a's daemon memory after the first ping, RSS (MiB)", better: 'lower', digits: 1, get: (s) => s.rssMiB ?? NaN },
   { key: 'ping_kib', label: "  memory a's daemon touches per ping (KiB)", better: 'lower', digits: 0, get: (s) => s.pingKiB ?? NaN },

@@ -21,6 +21,9 @@ function fail(msg: string): number {
 const parsePolicy = (s: string | undefined): 'adaptive' | 'pool' | 'inline' =>
   s === 'pool' || s === 'inline' ? s : 'adaptive';
 
+/** A whole number of 0 or more, else undefined (the default applies): WGTS_WARM_ROUND_TRIPS. */
+const parseCount = (s: string | undefined): number | undefined => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
+
 /** TUN offload (TSO in, GRO out) unless WGTS_TUN_OFFLOAD=0. */
 const tunOffload = (): boolean => process.env.WGTS_TUN_OFFLOAD !== '0';
 
@@ -82,6 +85,7 @@ async function foreground(ifname: string): Promise<number> {
       io: process.env.WGTS_IO === 'threads' ? 'threads' : 'loop',
       cryptoThreads: process.env.WGTS_CRYPTO_THREADS ? Number(process.env.WGTS_CRYPTO_THREADS) : undefined,
       cryptoPolicy: parsePolicy(process.env.WGTS_CRYPTO_POLICY),
+      warmRoundTrips: parseCount(process.env.WGTS_WARM_ROUND_TRIPS),
     });
   } catch (e) {
     tun.close();

@@ -4,10 +4,11 @@
 
 import { Device, type KeypairHooks } from './device.js';
 import { Errno, WgError } from './errors.js';
-import type { Logger } from './log.js';
+import { Logger } from './log.js';
 import { systemClock } from './clock.js';
 import { defaultSuite } from './crypto/index.js';
 import { warmUpInBackground } from './warmup.js';
+import { warmDataPath } from './warmpath.js';
 import { SlotArena } from './queues/slots.js';
 import { SpscQueue } from './queues/spsc.js';
 import { MAX_QUEUED_PACKETS } from './constants.js';
@@ -27,6 +28,12 @@ import type { Endpoint } from './peer.js';
 import { listenUapi, serveUapi, type UapiServer } from './uapi/server.js';
 import type { UapiHost } from './uapi/uapi.js';
 
+/**
+ * Ping round trips of the data-path warm-up (warmpath.ts); each runs the shared code on both its daemons. In
+ * fresh tunnels pinged once it had ended, 200-500 halved the first 50 pings' RTT (README, "Performance").
+ */
+const WARM_ROUND_TRIPS = 500;
+
 /** Slot size: the largest packet plus header, tag and padding (MTUs up to 4032 fit). */
 const SLOT_SIZE = 4096;
 
@@ -45,6 +52,10 @@ export interface DaemonOptions {
   udpOffload?: boolean;
   /** Who reads the TUN and the sockets (WGTS_IO): the control thread ('loop', default) or reader threads. */
   io?: IoMode;
+  /** Round trips of the data-path warm-up at start (WGTS_WARM_ROUND_TRIPS; 0: none). Default WARM_ROUND_TRIPS. */
+  warmRoundTrips?: number;
+  /** The MTU, for a TUN that has no link to ask (the warm-up's socket stand-ins, warmpath.ts). */
+  mtu?: number;
 }
 
 export class Daemon implements UapiHost {
@@ -106,7 +117,7 @@ export class Daemon implements UapiHost {
         send: (data, to) => this.transmit(data, to),
         deliver: (pkt) => this.writeTun(pkt, 0, pkt.length),
       },
-      mtu: safeMtu(tun),
+      mtu: opts.mtu ?? safeMtu(tun),
       timerScale: opts.timerScale,
       log: log.at,
       keypairHooks: hooks,
@@ -151,22 +162,49 @@ export class Daemon implements UapiHost {
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const d = new Daemon(opts.tun, opts.log, opts);
-    d.bind = openBindSync(0, { offload: d.udpOffload, io: d.io });
-    d.bind.setSourceCheck?.(d.sourceOk);
-    d.bind.onReceive(d.receive.onDatagram, d.receive.onBatchEnd);
+    d.begin(false);
     d.uapi = await listenUapi(opts.tun.name, serveUapi(d, opts.log.at), opts.uapiFd !== undefined ? { fd: opts.uapiFd } : {});
     d.uapi.onDeleted(() => void d.stop('UAPI socket deleted'));
-    d.startReader();
-    d.send.start();
-    d.device.onTimerArmed(d.armTimer);
     d.net = NetWatch.open();
     if (d.net) d.unfollow = d.loopGuard.follow(d.net);
     else opts.log.verbose('No rtnetlink notifications here: polling the link and re-checking routes every second');
     d.unwatch = watchLink(opts.tun, (ev) => d.onLink(ev), { changes: d.net });
     // After start-up, not in it: a tunnel's first handshake then finds the protocol core run once (warmup.ts).
-    void warmUpInBackground(defaultSuite(), systemClock, () => d.stopping !== undefined);
+    // Then the data path, through two detached daemons of this process (warmpath.ts; loop mode only: in
+    // threads mode each would start its reader threads).
+    const cancelled = (): boolean => d.stopping !== undefined;
+    const warmRoundTrips = opts.warmRoundTrips ?? WARM_ROUND_TRIPS;
+    const began = performance.now();
+    void warmUpInBackground(defaultSuite(), systemClock, cancelled)
+      .then(() =>
+        d.io === 'loop' && warmRoundTrips > 0 && !cancelled()
+          ? warmDataPath({
+              open: (tun, mtu) => Daemon.detached({ tun, mtu, log: new Logger(tun.name, 'silent'), io: d.io, udpOffload: d.udpOffload }),
+              vnetHdr: opts.tun.vnetHdr,
+              uso: opts.tun.uso ?? false,
+              roundTrips: warmRoundTrips,
+              cancelled,
+            })
+          : null,
+      )
+      .then((n) => opts.log.verbose(`Warm-up done in ${Math.round(performance.now() - began)} ms: ${n ?? 0} data-path round trips`));
     opts.log.verbose('UAPI listener started');
     opts.log.verbose(`Interface ${opts.tun.name} ready: ${d.pool.size} crypto workers (policy ${d.pool.policy}${d.pool.policy === 'adaptive' ? ', started on load' : ''}), UDP port ${d.bind.port}, UDP GSO ${onOff(d.bind.gso)}, GRO ${onOff(d.bind.gro)}, TUN offload ${opts.tun.vnetHdr ? (opts.tun.uso ? 'TSO+USO' : 'TSO') : 'off'}, TUN and UDP read by ${d.io === 'loop' ? 'the control thread' : 'reader threads'}`);
+    return d;
+  }
+
+  /**
+   * A daemon with only a data path: no UAPI socket, link watch, route notifications or warm-up of its own,
+   * its UDP sockets on loopback. The data-path warm-up runs two of these against each other (warmpath.ts).
+   */
+  static detached(opts: DaemonOptions): Daemon {
+    const d = new Daemon(opts.tun, opts.log, opts);
+    try {
+      d.begin(true);
+    } catch (e) {
+      void d.stop('failed to start');
+      throw e;
+    }
     return d;
   }
 
@@ -259,9 +297,15 @@ export class Daemon implements UapiHost {
     return this.stopping;
   }
 
-  private startReader(): void {
+  /** The UDP sockets (on loopback for a detached daemon), the TUN reader, the send path and the timers. */
+  private begin(loopback: boolean): void {
+    this.bind = openBindSync(0, { offload: this.udpOffload, io: this.io, loopback });
+    this.bind.setSourceCheck?.(this.sourceOk);
+    this.bind.onReceive(this.receive.onDatagram, this.receive.onBatchEnd);
     for (let i = 0; i < this.outbound.count; i++) this.free.push(i);
     this.feed.start();
+    this.send.start();
+    this.device.onTimerArmed(this.armTimer);
   }
 
   private onLink(ev: LinkEvent): void {

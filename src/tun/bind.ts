@@ -59,6 +59,8 @@ export interface BindOptions {
    * receive thread (udprecv.ts) that hands ring buffers over ('threads'). See uvpoll.ts for why.
    */
   io?: IoMode;
+  /** Bind 127.0.0.1 and [::1] instead of the wildcard addresses (the data-path warm-up, warmpath.ts). */
+  loopback?: boolean;
 }
 
 export type IoMode = 'loop' | 'threads';
@@ -79,11 +81,13 @@ const LOOP_CALLS = 2;
 /** An IPv4-mapped IPv6 address becomes its 4 IPv4 bytes, so one peer never has two spellings. */
 export const unmapV4 = (a: Uint8Array): Uint8Array => (isV4Mapped(a) ? a.subarray(12) : a);
 
-function sockaddr(family: 4 | 6, port: number): Buffer {
+function sockaddr(family: 4 | 6, port: number, loopback: boolean): Buffer {
   // sockaddr_in is 16 bytes, sockaddr_in6 28; the wildcard address is all zeros in both.
   const sa = Buffer.alloc(family === 4 ? 16 : 28);
   sa.writeUInt16LE(family === 4 ? libc.AF_INET : libc.AF_INET6, 0);
   sa.writeUInt16BE(port, 2);
+  if (loopback && family === 4) sa.set([127, 0, 0, 1], 4);
+  if (loopback && family === 6) sa[23] = 1; // ::1
   return sa;
 }
 
@@ -93,7 +97,7 @@ function setBuffers(fd: number): void {
 }
 
 /** A bound, non-blocking UDP socket fd, or -errno. */
-function rawSocket(family: 4 | 6, port: number, mark: number): number {
+function rawSocket(family: 4 | 6, port: number, mark: number, loopback: boolean): number {
   const fd = sys.socket(family === 4 ? libc.AF_INET : libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC);
   if (fd < 0) return fd;
   let r = 0;
@@ -105,7 +109,7 @@ function rawSocket(family: 4 | 6, port: number, mark: number): number {
     else sys.setsockoptInt(fd, sys.IPPROTO_IPV6, sys.IPV6_RECVPKTINFO, 1);
   }
   if (r === 0 && mark !== 0) r = sys.setsockoptInt(fd, libc.SOL_SOCKET, libc.SO_MARK, mark);
-  if (r === 0) r = sys.bind(fd, sockaddr(family, port));
+  if (r === 0) r = sys.bind(fd, sockaddr(family, port, loopback));
   if (r < 0) {
     sys.close(fd);
     return r;
@@ -138,22 +142,24 @@ export async function openBind(port: number, opts: BindOptions = {}): Promise<Bi
 /** openBind, synchronously: the UAPI must answer a listen_port change with the bind's real errno. */
 export function openBindSync(port: number, opts: BindOptions = {}): Bind {
   const mark = opts.mark ?? 0;
+  const loopback = opts.loopback ?? false;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new WgError('EINVAL', `invalid UDP port ${port}`, E.EINVAL);
   if (!checkMark(mark)) throw new WgError('EINVAL', `invalid fwmark ${mark}`, E.EINVAL);
   for (let attempt = 0; attempt < (port === 0 ? PORT_TRIES : 1); attempt++) {
-    const fd4 = rawSocket(4, port, mark);
+    const fd4 = rawSocket(4, port, mark, loopback);
     if (fd4 < 0) throw bindError(4, port, -fd4);
     const p = port || boundPort(fd4);
     if (p <= 0) {
       sys.close(fd4);
       throw new WgError('EIO', 'getsockname failed on a bound UDP socket', E.EIO);
     }
-    const fd6 = rawSocket(6, p, mark);
+    const fd6 = rawSocket(6, p, mark, loopback);
     if (fd6 === -E.EADDRINUSE && port === 0) {
       sys.close(fd4);
       continue;
     }
-    if (fd6 < 0 && fd6 !== -E.EAFNOSUPPORT) {
+    // No IPv6 in the kernel: IPv4 alone, as wireguard-go. No ::1 (IPv6 disabled, or lo down) for a loopback bind: the same.
+    if (fd6 < 0 && fd6 !== -E.EAFNOSUPPORT && !(loopback && fd6 === -E.EADDRNOTAVAIL)) {
       sys.close(fd4);
       throw bindError(6, p, -fd6);
     }

@@ -29,6 +29,7 @@ export const SHUT_RDWR = 2;
 interface Sys {
   koffi: Koffi;
   socket: Fn;
+  socketpair: Fn;
   bind: Fn;
   setsockopt: Fn;
   getsockname: Fn;
@@ -57,6 +58,7 @@ function load(): Sys {
   sys = {
     koffi,
     socket: lib.func('int socket(int, int, int)') as Fn,
+    socketpair: lib.func('int socketpair(int, int, int, void *)') as Fn,
     bind: lib.func('int bind(int, void *, uint32_t)') as Fn,
     setsockopt: lib.func('int setsockopt(int, int, int, void *, uint32_t)') as Fn,
     getsockname: lib.func('int getsockname(int, void *, void *)') as Fn,
@@ -88,6 +90,12 @@ export function addressOf(buf: ArrayBufferView): number {
 export function socket(domain: number, type: number, protocol = 0): number {
   const s = load();
   return check(s, s.socket(domain, type, protocol));
+}
+
+/** socketpair(2): the two fds in `fds`; 0 or -errno. */
+export function socketpair(domain: number, type: number, fds: Int32Array): number {
+  const s = load();
+  return check(s, s.socketpair(domain, type, 0, fds));
 }
 
 export function bind(fd: number, sockaddr: Uint8Array): number {

@@ -346,6 +346,15 @@ export function adoptTun(fd: number): TunDevice {
 }
 
 /**
+ * A TUN stand-in over one end of a SOCK_SEQPACKET socketpair, for the data-path warm-up (warmpath.ts): one
+ * message per packet, as on a TUN, through the same class as a real device, so the call sites the warm-up
+ * trains see no other. It has no link: mtu() throws and close() only closes the fd.
+ */
+export function socketTun(fd: number, vnetHdr: boolean, uso: boolean): TunDevice {
+  return new NativeTun(fd, 'warm-up', vnetHdr, { fd: -1, ns: 0 }, uso);
+}
+
+/**
  * Reports the link's changes: its first probe reports the current up/down state and MTU. With `changes`, a
  * watch on the calling thread's namespace, the link is probed when rtnetlink reports a link change there, and
  * an idle daemon does not wake for it; while the TUN lives in another namespace (moved with `ip link set

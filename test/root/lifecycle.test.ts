@@ -129,6 +129,34 @@ describe('wgts command line and lifecycle', () => {
     await assertExits(pid, ns1, name, 'ip link del');
   });
 
+  it('at start the daemon warms its data path over loopback (IPv4 alone without ::1); with lo down it gives up and serves as before', STEP, async () => {
+    const warmLine = /Warm-up done in (\d+) ms: (\d+) data-path round trips/;
+    const name = spaces.ifname();
+    const pid = await mustStart(ns1, name);
+    assert.ok(await waitUntil(() => warmLine.test(readFileSync(LOG, 'utf8')), 10_000), `the warm-up ends:\n${readFileSync(LOG, 'utf8')}`);
+    assert.equal(warmLine.exec(readFileSync(LOG, 'utf8'))![2], '500', 'every round trip was made');
+    // A namespace whose loopback is down: no datagram can leave, and the warm-up stops after 1 s without one.
+    const bare = await spaces.add('wgtsL');
+    await run(['ip', '-n', bare, 'link', 'set', 'lo', 'down']);
+    const lonely = spaces.ifname();
+    const pid2 = await mustStart(bare, lonely);
+    assert.ok(await waitUntil(() => warmLine.test(readFileSync(LOG, 'utf8')), 10_000), `the warm-up ends:\n${readFileSync(LOG, 'utf8')}`);
+    assert.equal(warmLine.exec(readFileSync(LOG, 'utf8'))![2], '0');
+    assert.match(await uapi(lonely, 'get=1\n\n'), /errno=0\n\n$/, 'the daemon serves');
+    assert.match(await uapi(name, 'get=1\n\n'), /errno=0\n\n$/, 'so does the warmed one');
+    // IPv6 disabled (no ::1): the warm-up's sockets are IPv4 alone, as a real bind's are without IPv6.
+    const v4 = await spaces.add('wgtsL');
+    for (const k of ['all', 'lo']) await run(['ip', 'netns', 'exec', v4, 'sysctl', '-qw', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+    const plain = spaces.ifname();
+    const pid3 = await mustStart(v4, plain);
+    assert.ok(await waitUntil(() => warmLine.test(readFileSync(LOG, 'utf8')), 10_000), `the warm-up ends:\n${readFileSync(LOG, 'utf8')}`);
+    assert.equal(warmLine.exec(readFileSync(LOG, 'utf8'))![2], '500');
+    for (const [p, n, ns] of [[pid, name, ns1], [pid2, lonely, bare], [pid3, plain, v4]] as const) {
+      process.kill(p, 'SIGTERM');
+      await assertExits(p, ns, n, 'SIGTERM');
+    }
+  });
+
   it("node's helper threads run SCHED_BATCH; the main thread and the daemon's own threads keep SCHED_OTHER", STEP, async () => {
     const name = spaces.ifname();
     // The crypto workers start on load by default; policy pool starts them with the daemon.
