@@ -114,9 +114,6 @@ function pingPong(aFd: number, bFd: number, opts: PathWarmUpOptions, watchers: F
   const ip = request.subarray(hdr);
   // No ICMP checksum: nothing on this path reads it.
   ip.set([0x45, 0, 0, ECHO_LEN, 0, 0, 0x40, 0, 64, 1, 0, 0, 203, 0, 113, 1, 203, 0, 113, 2, 8]);
-  const sum = ipv4HeaderChecksum(ip, 0);
-  ip[10] = sum >>> 8;
-  ip[11] = sum & 0xff;
   const buf = new Uint8Array(hdr + 2048);
   let made = 0;
   return new Promise((resolve) => {
@@ -138,6 +135,9 @@ function pingPong(aFd: number, bFd: number, opts: PathWarmUpOptions, watchers: F
       ip[4] = made >>> 8; // an IP ID and an ICMP sequence number of its own, as ping's
       ip[5] = made & 0xff;
       ip[27] = made & 0xff;
+      const sum = ipv4HeaderChecksum(ip, 0);
+      ip[10] = sum >>> 8;
+      ip[11] = sum & 0xff;
       if (tunWrite(aFd, request, 0, request.length) !== request.length) finish();
     };
     // b's side of the tunnel: the request came out of b's TUN; the reply goes back in, addresses swapped.
