@@ -479,6 +479,8 @@ export function formatTunnelTable(res: TunnelBenchResult): string {
     '  the two RTT rows is what 20 ms of idleness costs each implementation here.',
     'RTT again after the 2 ms run: 20 ms apart as in the first row, but after 500 more pings, by which V8 has',
     '  optimised the code a lone packet runs (after the TCP warm-up alone, much of it is baseline code; --trace-opt).',
+    'Fresh tunnel: the first 50 pings after the first, as soon as both daemons are configured (before any TCP), then',
+    '  the 50 after those; wgts daemons run their data-path warm-up in their first ~0.5 s (src/warmpath.ts).',
     'GC: main-thread garbage collection of the wgts daemons (bench/gcprobe.ts, PerformanceObserver), crypto workers',
     '  not included; wireguard-go has no figure. wgts<->wg-go counts only its wgts side (a).',
   ].join('\n');
