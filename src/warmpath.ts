@@ -13,7 +13,7 @@
 // below what starts the TUN reader thread (tunfeed.ts) or the crypto workers (pool.ts). Best effort: with no
 // loopback (a namespace whose lo is down) or any failure it stops early and the daemon is as before.
 
-import { systemRandom } from './clock.js';
+import { peerEachOther, randomKeys } from './warmup.js';
 import { DEFAULT_MTU } from './constants.js';
 import type { Device } from './device.js';
 import { ipv4HeaderChecksum } from './dataplane/checksum.js';
@@ -74,7 +74,10 @@ export async function warmDataPath(opts: PathWarmUpOptions): Promise<number | nu
         return null;
       }
     }
-    pairUp(ends[0], ends[1]);
+    const devices = ends.map((e) => e.device);
+    randomKeys(devices);
+    // Each the other's peer at 127.0.0.1, allowed 203.0.113.1 and .2 (RFC 5737).
+    peerEachOther(devices, ends.map((e) => ({ addr: Uint8Array.of(127, 0, 0, 1), port: e.listenPort })));
     return await pingPong(ours[0], ours[1], opts, watchers);
   } catch {
     return null;
@@ -82,25 +85,6 @@ export async function warmDataPath(opts: PathWarmUpOptions): Promise<number | nu
     for (const end of ends) await end.stop('warm-up done').catch(() => undefined);
     for (const w of watchers) w.close();
     for (const fd of ours) sys.close(fd);
-  }
-}
-
-/** Random keys, each the other's peer at 127.0.0.1, allowed 203.0.113.1 and .2 (RFC 5737). */
-function pairUp(a: WarmEnd, b: WarmEnd): void {
-  const key = new Uint8Array(32);
-  for (const end of [a, b]) {
-    systemRandom(key);
-    end.device.setPrivateKey(key);
-  }
-  key.fill(0);
-  const ends = [a, b];
-  for (let i = 0; i < 2; i++) {
-    const self = ends[i].device;
-    const other = ends[1 - i];
-    const peer = self.addPeer(other.device.publicKey!);
-    if (!peer) throw new Error('warm-up peer refused');
-    peer.endpoint = { addr: Uint8Array.of(127, 0, 0, 1), port: other.listenPort };
-    self.allowedIps.insert(Uint8Array.of(203, 0, 113, 2 - i), 32, peer);
   }
 }
 

@@ -7,7 +7,7 @@
 import { Device } from './device.js';
 import type { CipherSuite } from './crypto/suite.js';
 import { systemRandom, type Clock } from './clock.js';
-import type { Endpoint } from './peer.js';
+import type { Endpoint, Peer } from './peer.js';
 
 /** What a warm-up moved: datagrams between the devices, and packets each delivered to its (absent) TUN. */
 export interface WarmUpResult {
@@ -29,6 +29,33 @@ function echo(from: number, to: number): Uint8Array {
   p.set([203, 0, 113, to], 16);
   p[20] = 8;
   return p;
+}
+
+/** A random private key for each device; the scratch copy is zeroed once they hold theirs. */
+export function randomKeys(devices: Device[]): void {
+  const key = new Uint8Array(32);
+  for (const d of devices) {
+    systemRandom(key);
+    d.setPrivateKey(key);
+  }
+  key.fill(0);
+}
+
+/**
+ * Makes two devices each other's peer: device n reaches the other at eps[1 - n] and allows its
+ * 203.0.113.<other + 1>/32, so an echo from 203.0.113.1 to .2 crosses from devs[0] to devs[1]. Returns each
+ * device's peer (devs[0]'s view of devs[1] first). Used by both warm-ups and by the tests' pairs.
+ */
+export function peerEachOther(devs: Device[], eps: Endpoint[]): [Peer, Peer] {
+  const peers: Peer[] = [];
+  for (const n of [0, 1]) {
+    const p = devs[n].addPeer(devs[1 - n].publicKey!);
+    if (!p) throw new Error('a device refused the other as its peer');
+    p.endpoint = eps[1 - n];
+    devs[n].allowedIps.insert(Uint8Array.of(203, 0, 113, 2 - n), 32, p);
+    peers.push(p);
+  }
+  return [peers[0], peers[1]];
 }
 
 /**
@@ -55,19 +82,9 @@ export function* warmUpSteps(suite: CipherSuite, clock: Clock, result: WarmUpRes
     );
   }
   const [a, b] = devices;
-  const key = new Uint8Array(32);
-  for (const d of devices) {
-    systemRandom(key);
-    d.setPrivateKey(key);
-  }
-  key.fill(0);
+  randomKeys(devices);
   try {
-    const pa = a.addPeer(b.publicKey!)!;
-    const pb = b.addPeer(a.publicKey!)!;
-    pa.endpoint = ends[1];
-    pb.endpoint = ends[0];
-    a.allowedIps.insert(Uint8Array.of(203, 0, 113, 2), 32, pa);
-    b.allowedIps.insert(Uint8Array.of(203, 0, 113, 1), 32, pb);
+    const [pa] = peerEachOther(devices, ends);
     a.up();
     b.up();
     yield;

@@ -4,6 +4,7 @@
 import { FakeClock, seededRandom } from '../../src/clock.js';
 import { Device } from '../../src/device.js';
 import type { Endpoint, Peer } from '../../src/peer.js';
+import { peerEachOther } from '../../src/warmup.js';
 import { defaultSuite } from '../../src/crypto/index.js';
 import type { CipherSuite } from '../../src/crypto/suite.js';
 
@@ -81,26 +82,12 @@ export class Network {
 export function pair(net: Network, keyA: Uint8Array, keyB: Uint8Array, opts: { timerScale?: number } = {}) {
   const a = net.add(keyA, opts);
   const b = net.add(keyB, opts);
-  const pa = a.device.addPeer(b.device.publicKey!)!; // a's view of b
-  const pb = b.device.addPeer(a.device.publicKey!)!; // b's view of a
-  pa.endpoint = { ...b.endpoint };
-  pb.endpoint = { ...a.endpoint };
-  a.device.allowedIps.insert(Uint8Array.of(203, 0, 113, 2), 32, pa);
-  b.device.allowedIps.insert(Uint8Array.of(203, 0, 113, 1), 32, pb);
+  const [pa, pb] = peerEachOther([a.device, b.device], [{ ...a.endpoint }, { ...b.endpoint }]); // a's view of b, b's of a
   return { a, b, pa, pb };
 }
 
-/**
- * Makes two devices outside a Network each other's peer: device n reaches the other at eps[1 - n] and allows
- * its 203.0.113.<other + 1>/32, as pair() does (for tests that carry the datagrams themselves).
- */
-export function peerEachOther(devs: Device[], eps: Endpoint[]): void {
-  for (const n of [0, 1]) {
-    const p = devs[n].addPeer(devs[1 - n].publicKey!)!;
-    p.endpoint = eps[1 - n];
-    devs[n].allowedIps.insert(Uint8Array.of(203, 0, 113, 2 - n), 32, p);
-  }
-}
+/** Two devices outside a Network made each other's peer (for tests that carry the datagrams themselves). */
+export { peerEachOther } from '../../src/warmup.js';
 
 export const key = (n: number): Uint8Array => {
   const k = new Uint8Array(32);
