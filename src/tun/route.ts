@@ -3,7 +3,6 @@
 // fwmark. If that is our own TUN, sending would feed our packets back into ourselves, so the send is refused.
 // The answers are cached per endpoint until rtnetlink reports a change (netwatch.ts).
 
-import * as fs from 'node:fs';
 import * as libc from './libc.js';
 import * as sys from './sys.js';
 import type { Endpoint } from '../peer.js';
@@ -18,13 +17,18 @@ const NLMSG_ERROR = 2;
 const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_MARK = 16;
-const SIOCGIFINDEX = 0x8933;
+
+// One query and one answer at a time (the control thread alone asks), so both live as long as the process.
+const query = new Uint8Array(64);
+const queryView = new DataView(query.buffer);
+const reply = new Uint8Array(4096);
+const replyView = new DataView(reply.buffer);
 
 /**
  * The output interface index the kernel picks for `addr` (4 or 16 bytes) with `mark`, or -errno. It runs on
- * the first send to each endpoint, a tunnel's first packet among them, so its socket is opened and closed
- * through koffi (sys.ts, ~1 us a call) rather than ffi-rs (~10 us a call hot, ~50 in the first few calls of
- * a fresh process, which is what a first send meets; measured here).
+ * the first send to each endpoint, a tunnel's first packet among them, so every call goes through koffi
+ * (sys.ts) into buffers made once: through ffi-rs and node's fs the lookup took 330-520 us of a first
+ * handshake's send here, most of it the first few calls' warm-up (measured in the daemon).
  */
 export function routeInterface(addr: Uint8Array, mark: number): number {
   const nl = sys.socket(AF_NETLINK, SOCK_RAW | libc.SOCK_CLOEXEC);
@@ -33,38 +37,38 @@ export function routeInterface(addr: Uint8Array, mark: number): number {
     const v6 = addr.length === 16;
     const dstAttr = 4 + addr.length;
     const len = 16 + 12 + dstAttr + (mark ? 8 : 0);
-    const msg = Buffer.alloc(len);
-    msg.writeUInt32LE(len, 0);
-    msg.writeUInt16LE(RTM_GETROUTE, 4);
-    msg.writeUInt16LE(NLM_F_REQUEST, 6);
-    msg.writeUInt32LE(1, 8);
-    msg[16] = v6 ? libc.AF_INET6 : libc.AF_INET; // rtmsg: family, dst_len, ...
-    msg[17] = addr.length * 8;
-    msg.writeUInt16LE(dstAttr, 28);
-    msg.writeUInt16LE(RTA_DST, 30);
-    msg.set(addr, 32);
+    query.fill(0);
+    queryView.setUint32(0, len, true);
+    queryView.setUint16(4, RTM_GETROUTE, true);
+    queryView.setUint16(6, NLM_F_REQUEST, true);
+    queryView.setUint32(8, 1, true);
+    query[16] = v6 ? libc.AF_INET6 : libc.AF_INET; // rtmsg: family, dst_len, ...
+    query[17] = addr.length * 8;
+    queryView.setUint16(28, dstAttr, true);
+    queryView.setUint16(30, RTA_DST, true);
+    query.set(addr, 32);
     if (mark) {
-      msg.writeUInt16LE(8, 28 + dstAttr);
-      msg.writeUInt16LE(RTA_MARK, 30 + dstAttr);
-      msg.writeUInt32LE(mark >>> 0, 32 + dstAttr);
+      queryView.setUint16(28 + dstAttr, 8, true);
+      queryView.setUint16(30 + dstAttr, RTA_MARK, true);
+      queryView.setUint32(32 + dstAttr, mark >>> 0, true);
     }
-    fs.writeSync(nl, msg);
-    // rtnetlink answers inside sendmsg, so the reply is already queued: this read cannot block.
-    const reply = Buffer.alloc(4096);
-    const n = fs.readSync(nl, reply, 0, reply.length, null);
+    const sent = sys.send(nl, query, len);
+    if (sent < 0) return sent;
+    // rtnetlink answers inside send(), so the reply is already queued: this read cannot block.
+    const n = sys.recv(nl, reply, sys.MSG_DONTWAIT);
+    if (n < 0) return n;
     if (n < 16) return -libc.E.EIO;
-    const type = reply.readUInt16LE(4);
-    if (type === NLMSG_ERROR) return n >= 20 ? reply.readInt32LE(16) || -libc.E.EIO : -libc.E.EIO;
+    const type = replyView.getUint16(4, true);
+    if (type === NLMSG_ERROR) return n >= 20 ? replyView.getInt32(16, true) || -libc.E.EIO : -libc.E.EIO;
     if (type !== RTM_NEWROUTE) return -libc.E.EIO;
-    const end = Math.min(n, reply.readUInt32LE(0));
+    const end = Math.min(n, replyView.getUint32(0, true));
     for (let off = 16 + 12; off + 4 <= end; ) {
-      const alen = reply.readUInt16LE(off);
+      const alen = replyView.getUint16(off, true);
       if (alen < 4) break;
-      if (reply.readUInt16LE(off + 2) === RTA_OIF && alen >= 8) return reply.readUInt32LE(off + 4);
+      const oif = replyView.getUint16(off + 2, true) === RTA_OIF && alen >= 8 && off + 8 <= end;
+      if (oif) return replyView.getUint32(off + 4, true);
       off += (alen + 3) & ~3;
     }
-    return -libc.E.EIO;
-  } catch {
     return -libc.E.EIO;
   } finally {
     sys.close(nl);
@@ -73,16 +77,7 @@ export function routeInterface(addr: Uint8Array, mark: number): number {
 
 /** The index of interface `name` in this process's namespace, or -errno (ENODEV once it moved away). */
 export function interfaceIndex(name: string): number {
-  const fd = libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_CLOEXEC);
-  if (fd < 0) return fd;
-  try {
-    const ifr = Buffer.alloc(40);
-    ifr.write(name, 0, 15, 'latin1');
-    const r = libc.ioctl(fd, SIOCGIFINDEX, ifr);
-    return r < 0 ? r : ifr.readInt32LE(16);
-  } finally {
-    libc.close(fd);
-  }
+  return sys.ifNameToIndex(name);
 }
 
 /** Without change notifications, re-asks the kernel at most this often per endpoint: routes change (wg-quick adds them after `wg addconf`). */
@@ -93,16 +88,35 @@ const RECHECK_MS = 1_000;
  */
 const WATCHED_RECHECK_MS = 10_000;
 
+/** Answers kept by address at most; past this many (roaming peers, say, with no notifications) they start over. */
+const MAX_ADDRESSES = 4096;
+
+interface Answer {
+  at: number;
+  loops: boolean;
+  out: number;
+}
+
 /** Per-endpoint answer to "does sending there loop into our own TUN?", cached until a change or briefly. */
 export class LoopGuard {
-  private cache = new WeakMap<Endpoint, { at: number; loops: boolean; out: number }>();
-  /** Our TUN's index, asked once for all endpoints (three ffi-rs calls) and forgotten with the answers. */
+  /** By Endpoint object: what every send asks, with no key to build. */
+  private cache = new WeakMap<Endpoint, Answer>();
+  /**
+   * By address, for a new Endpoint object at an address already asked about: the route depends only on the
+   * address and the mark, and a handshake replaces the endpoint object with one the peer's datagram came
+   * from (its source address attached), which would otherwise ask again on the tunnel's first packet.
+   */
+  private byAddress = new Map<string, Answer>();
+  /** Our TUN's index, asked once for all endpoints and forgotten with the answers. */
   private tun = { at: -Infinity, index: 0 };
   private recheckMs = RECHECK_MS;
 
+  /** `ask` and `index` are the kernel queries above; tests count calls through stand-ins. */
   constructor(
     private readonly tunName: () => string,
     private readonly mark: () => number,
+    private readonly ask: (addr: Uint8Array, mark: number) => number = routeInterface,
+    private readonly index: (name: string) => number = interfaceIndex,
   ) {}
 
   /** From now on every change `watch` reports drops the answers, which are then kept longer. */
@@ -119,6 +133,7 @@ export class LoopGuard {
   /** Drops every answer (a change, or a new fwmark): the next send to each endpoint asks the kernel again. */
   forget(): void {
     this.cache = new WeakMap();
+    this.byAddress.clear();
     this.tun = { at: -Infinity, index: 0 };
   }
 
@@ -134,13 +149,19 @@ export class LoopGuard {
     return this.lookup(to, now).out;
   }
 
-  private lookup(to: Endpoint, now: number): { at: number; loops: boolean; out: number } {
+  private lookup(to: Endpoint, now: number): Answer {
     const hit = this.cache.get(to);
     if (hit && now - hit.at < this.recheckMs) return hit;
-    if (now - this.tun.at >= this.recheckMs) this.tun = { at: now, index: interfaceIndex(this.tunName()) };
-    const tunIndex = this.tun.index;
-    const out = routeInterface(to.addr, this.mark());
-    const entry = { at: now, loops: tunIndex > 0 && out === tunIndex, out };
+    const key = String.fromCharCode(...to.addr);
+    let entry = this.byAddress.get(key);
+    if (!entry || now - entry.at >= this.recheckMs) {
+      if (now - this.tun.at >= this.recheckMs) this.tun = { at: now, index: this.index(this.tunName()) };
+      const tunIndex = this.tun.index;
+      const out = this.ask(to.addr, this.mark());
+      entry = { at: now, loops: tunIndex > 0 && out === tunIndex, out };
+      if (this.byAddress.size >= MAX_ADDRESSES) this.byAddress.clear();
+      this.byAddress.set(key, entry);
+    }
     this.cache.set(to, entry);
     return entry;
   }

@@ -1,5 +1,6 @@
 // The packet-path system calls, bound through koffi to libc.so.6: socket(2), bind(2), setsockopt(2),
-// getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), poll(2),
+// getsockname(2), sendmsg(2) and recvmmsg(2) (with udp(7)'s UDP_SEGMENT and UDP_GRO control messages), send(2)
+// and recv(2) with if_nametoindex(3) for the routing-loop check's rtnetlink query (route.ts), poll(2),
 // read(2), readv(2), writev(2) and fcntl(2) for the TUN, shutdown(2), close(2), sched_yield(2) after a lone
 // send (cpuyield.ts), sched_setscheduler(2) for node's helper threads (threads.ts), and
 // sched_getaffinity(2)/sched_setaffinity(2) for the bench's footprint probe (bench/footprint.ts). Unlike
@@ -35,6 +36,9 @@ interface Sys {
   getsockname: Fn;
   sendmsg: Fn;
   recvmmsg: Fn;
+  send: Fn;
+  recv: Fn;
+  ifNameToIndex: Fn;
   poll: Fn;
   read: Fn;
   readv: Fn;
@@ -64,6 +68,9 @@ function load(): Sys {
     getsockname: lib.func('int getsockname(int, void *, void *)') as Fn,
     sendmsg: lib.func('intptr_t sendmsg(int, void *, int)') as Fn,
     recvmmsg: lib.func('int recvmmsg(int, void *, uint32_t, int, void *)') as Fn,
+    send: lib.func('intptr_t send(int, void *, uint64_t, int)') as Fn,
+    recv: lib.func('intptr_t recv(int, void *, uint64_t, int)') as Fn,
+    ifNameToIndex: lib.func('uint32_t if_nametoindex(str)') as Fn,
     poll: lib.func('int poll(void *, uint64_t, int)') as Fn,
     // An address, not a typed array: reads land at an offset inside a slot arena without a subarray.
     read: lib.func('intptr_t read(int, uintptr_t, uint64_t)') as Fn,
@@ -134,6 +141,25 @@ export function sendmsg(fd: number, msghdr: Uint8Array, flags = 0): number {
 export function recvmmsg(fd: number, vec: Uint8Array, vlen: number, flags: number): number {
   const s = load();
   return check(s, s.recvmmsg(fd, vec, vlen, flags, null));
+}
+
+/** send(2) of the first `len` bytes of `buf`. */
+export function send(fd: number, buf: Uint8Array, len: number, flags = 0): number {
+  const s = load();
+  return check(s, s.send(fd, buf, len, flags));
+}
+
+/** recv(2) into `buf`. */
+export function recv(fd: number, buf: Uint8Array, flags = 0): number {
+  const s = load();
+  return check(s, s.recv(fd, buf, buf.byteLength, flags));
+}
+
+/** if_nametoindex(3): the index of interface `name` in this thread's namespace, or -errno (ENODEV: none). */
+export function ifNameToIndex(name: string): number {
+  const s = load();
+  const i = s.ifNameToIndex(name);
+  return i > 0 ? i : -(s.koffi.errno() || E.ENODEV);
 }
 
 /** poll(2) over `fds` (struct pollfd[]: int fd, short events, short revents). */
