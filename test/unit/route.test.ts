@@ -25,7 +25,7 @@ test('LoopGuard asks once per address, keeps the answer across Endpoint objects,
   const asked: string[] = [];
   let tunIndexAsks = 0;
   const ENETUNREACH = 101;
-  const routes: Record<string, number> = { '10.0.0.1': 7, '10.0.0.2': 3 };
+  const routes: Record<string, number> = { '198.51.100.1': 7, '198.51.100.2': 3 };
   const guard = new LoopGuard(
     () => 'tun0',
     () => 0,
@@ -36,36 +36,36 @@ test('LoopGuard asks once per address, keeps the answer across Endpoint objects,
     () => (tunIndexAsks++, 7),
   );
   const ep = (a: number[], port = 51820): Endpoint => ({ addr: Uint8Array.from(a), port });
-  const a1 = ep([10, 0, 0, 1]);
-  assert.equal(guard.loops(a1, 0), true, 'the route to 10.0.0.1 leaves by our TUN (7)');
+  const a1 = ep([198, 51, 100, 1]);
+  assert.equal(guard.loops(a1, 0), true, 'the route to 198.51.100.1 leaves by our TUN (7)');
   assert.equal(guard.loops(a1, 1), true);
   // A handshake's reply replaces the endpoint object (source attached): same address, no new query.
-  const a1again = { ...ep([10, 0, 0, 1], 4000), src: Uint8Array.of(10, 0, 0, 9), srcIf: 2 };
+  const a1again = { ...ep([198, 51, 100, 1], 4000), src: Uint8Array.of(198, 51, 100, 9), srcIf: 2 };
   assert.equal(guard.outInterface(a1again, 2), 7);
-  assert.deepEqual(asked, ['10.0.0.1']);
-  assert.equal(guard.loops(ep([10, 0, 0, 2]), 3), false, 'another address is asked about');
-  assert.equal(guard.outInterface(ep([10, 0, 0, 3]), 3), -ENETUNREACH, 'an error is kept as the answer');
-  assert.deepEqual(asked, ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
+  assert.deepEqual(asked, ['198.51.100.1']);
+  assert.equal(guard.loops(ep([198, 51, 100, 2]), 3), false, 'another address is asked about');
+  assert.equal(guard.outInterface(ep([198, 51, 100, 3]), 3), -ENETUNREACH, 'an error is kept as the answer');
+  assert.deepEqual(asked, ['198.51.100.1', '198.51.100.2', '198.51.100.3']);
   assert.equal(tunIndexAsks, 1, 'the TUN index is asked once for all of them');
 
-  routes['10.0.0.1'] = 2; // the route moved off the TUN
+  routes['198.51.100.1'] = 2; // the route moved off the TUN
   assert.equal(guard.loops(a1, 900), true, 'the old answer stands within the recheck interval');
   assert.equal(guard.loops(a1, 1_000), false, 'after it (1 s without notifications) the kernel is asked again');
   assert.equal(tunIndexAsks, 2);
-  routes['10.0.0.1'] = 7;
+  routes['198.51.100.1'] = 7;
   guard.forget();
-  assert.equal(guard.loops(ep([10, 0, 0, 1]), 1_001), true, 'forget() drops the per-address answers too');
-  assert.equal(asked.filter((a) => a === '10.0.0.1').length, 3);
+  assert.equal(guard.loops(ep([198, 51, 100, 1]), 1_001), true, 'forget() drops the per-address answers too');
+  assert.equal(asked.filter((a) => a === '198.51.100.1').length, 3);
 });
 
 test('LoopGuard keeps at most a bounded number of addresses, starting over when full', () => {
   let asks = 0;
   const guard = new LoopGuard(() => 'tun0', () => 0, () => (asks++, 2), () => 7);
-  const first: Endpoint = { addr: Uint8Array.of(10, 1, 0, 0), port: 1 };
+  const first: Endpoint = { addr: Uint8Array.of(198, 18, 0, 0), port: 1 };
   guard.loops(first, 0);
-  for (let i = 1; i <= 4096; i++) guard.loops({ addr: Uint8Array.of(10, 1, i >> 8, i & 255), port: 1 }, 0);
+  for (let i = 1; i <= 4096; i++) guard.loops({ addr: Uint8Array.of(198, 18, i >> 8, i & 255), port: 1 }, 0);
   assert.equal(asks, 4097);
-  guard.loops({ addr: Uint8Array.of(10, 1, 0, 0), port: 2 }, 0); // a new object: the address table was cleared
+  guard.loops({ addr: Uint8Array.of(198, 18, 0, 0), port: 2 }, 0); // a new object: the address table was cleared
   assert.equal(asks, 4098);
   guard.loops(first, 0); // the object itself is still known
   assert.equal(asks, 4098);
