@@ -76,7 +76,7 @@ class Blake2s {
   }
 
   // The 16 working words live in locals, not an array: V8 keeps them in registers, and a compression took
-  // 0.74 us here against 1.29 with a G function over a Uint32Array (the same output, tested below).
+  // 0.74 us here against 1.29 with a G function over a Uint32Array (same output: test/unit/crypto.test.ts).
   private compress(last: boolean): void {
     const { h, m, block } = this;
     for (let i = 0; i < 16; i++) {

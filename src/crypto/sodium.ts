@@ -68,7 +68,7 @@ export function makeSodiumSuite(sodium: Sodium): CipherSuite {
       sodium.crypto_scalarmult_base(asBuf(out), asBuf(priv));
     },
     // libsodium's getrandom(2) straight into the buffer: a handshake draws four times, and node's
-    // randomFillSync took 60-80 us a call there after 20 ms idle, against ~30 (measured in the daemon's flags).
+    // randomFillSync took 60-80 us a call after 20 ms idle against ~30 here (with the daemon's node flags).
     random(out) {
       sodium.randombytes_buf(asBuf(out));
     },

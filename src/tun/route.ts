@@ -70,6 +70,8 @@ export function routeInterface(addr: Uint8Array, mark: number): number {
       off += (alen + 3) & ~3;
     }
     return -libc.E.EIO;
+  } catch {
+    return -libc.E.EIO; // an address of another length: no answer rather than an exception on a send
   } finally {
     sys.close(nl);
   }
