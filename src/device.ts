@@ -372,18 +372,15 @@ export class Device {
     const hs = peer.handshake;
     const idx = this.index.allocate({ peer, keypair: null });
     const resp = createResponse(this.ctx, hs, idx);
-    if (!resp.ok) {
-      this.index.delete(idx);
-      this.log('verbose', `${peer.name}: received handshake initiation`);
-      return this.drop(resp.reason);
-    }
-    peer.cookies.addMacs(resp.value);
-    // Sent before the session is installed: nothing can arrive under it until this call returns.
-    this.transmit(peer, resp.value);
-    peer.timers.handshakeResponseSent();
-    this.installSession(peer);
+    if (resp.ok) {
+      peer.cookies.addMacs(resp.value);
+      // Sent before the session is installed: nothing can arrive under it until this call returns.
+      this.transmit(peer, resp.value);
+      peer.timers.handshakeResponseSent();
+      this.installSession(peer);
+    } else this.index.delete(idx);
     this.log('verbose', `${peer.name}: received handshake initiation`);
-    return null;
+    return resp.ok ? null : this.drop(resp.reason);
   }
 
   private receiveResponse(msg: Uint8Array, from: Endpoint): Reason | null {

@@ -87,7 +87,7 @@ export function pair(net: Network, keyA: Uint8Array, keyB: Uint8Array, opts: { t
 }
 
 /** Two devices outside a Network made each other's peer (for tests that carry the datagrams themselves). */
-export { peerEachOther } from '../../src/warmup.js';
+export { peerEachOther };
 
 export const key = (n: number): Uint8Array => {
   const k = new Uint8Array(32);
